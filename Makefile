@@ -1,0 +1,38 @@
+# seqlit: `make demo` trains the bundled JapaneseVowels GRU end to end; `make test` runs the tests.
+# Both create .venv when it is missing and install the CPU torch wheel before the project, so pip
+# never pulls the multi-GB CUDA build on a CPU machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.seqlit-installed
+
+export WANDB_MODE ?= offline
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test test-all bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m seqlit.demo --config configs/japanese_vowels_gru.yaml --seeds 0 1 2
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Slow and multi-process tests too (not part of CI's time budget).
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or ddp or not slow"
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache .hypothesis

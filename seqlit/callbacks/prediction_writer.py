@@ -1,0 +1,77 @@
+"""Writes `predict_step` outputs to a CSV file, in data set order, with item ids and probabilities."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Collects per-batch prediction dicts and writes one CSV row per item when prediction ends.
+
+    Reads the keys `index`, `prediction` and optionally `probabilities` + `class_names`. Item ids
+    come from the data module's `item_ids("predict")` when it has one, else the index is used.
+    The file is written to a temporary name and renamed, so a crash never leaves half a file.
+    """
+
+    def __init__(self, output_path: str | Path) -> None:
+        super().__init__(write_interval="epoch")
+        self.output_path = Path(output_path)
+
+    def write_on_epoch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        predictions: Sequence[Any],
+        batch_indices: Sequence[Any],
+    ) -> None:
+        rows: list[tuple[int, list[str]]] = []
+        header: list[str] = ["id", "prediction"]
+        item_ids = _item_ids(trainer)
+        for output in _flatten(predictions):
+            probabilities = output.get("probabilities")
+            names = output.get("class_names")
+            if probabilities is not None and names is not None:
+                header = ["id", "prediction", *[f"p_{name}" for name in names]]
+            for row, index in enumerate(output["index"].tolist()):
+                item = str(item_ids[index]) if item_ids is not None else str(index)
+                values = [item, str(output["prediction"][row])]
+                if probabilities is not None:
+                    values += [f"{p:.6f}" for p in probabilities[row].float().tolist()]
+                rows.append((index, values))
+        rows.sort(key=lambda pair: pair[0])
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.output_path.with_suffix(self.output_path.suffix + ".tmp")
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(values for _, values in rows)
+        os.replace(temporary, self.output_path)
+        print(f"seqlit: wrote {len(rows)} predictions to {self.output_path}")
+
+
+def _flatten(predictions: Sequence[Any]) -> list[dict[str, Any]]:
+    """Lightning nests predictions per dataloader when there are several."""
+    flat: list[dict[str, Any]] = []
+    for item in predictions:
+        if isinstance(item, dict):
+            flat.append(item)
+        else:
+            flat.extend(_flatten(item))
+    return flat
+
+
+def _item_ids(trainer: pl.Trainer) -> Any:
+    datamodule = getattr(trainer, "datamodule", None)
+    getter = getattr(datamodule, "item_ids", None)
+    return getter("predict") if callable(getter) else None
+
+
+__all__ = ["PredictionWriter"]

@@ -1,0 +1,106 @@
+"""`seqlit fit|validate|test|predict --config ...`: LightningCLI with data-derived sizes linked in.
+
+Sizes that come from the data (features, classes, class names) are linked from the instantiated
+data module into the model, so configs never repeat them and can never disagree with the data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import re
+import sys
+from argparse import ArgumentError
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from seqlit.callbacks.prediction_writer import PredictionWriter
+from seqlit.errors import SeqlitError
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "gradient_clip_val": 1.0,
+    "gradient_clip_algorithm": "norm",
+    "default_root_dir": "runs",
+}
+
+
+class SeqlitCLI(LightningCLI):
+    """LightningCLI for seqlit tasks: links data sizes, optionally tests the best checkpoint after fit,
+    and writes predictions to CSV."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.test_results: list[dict[str, float]] | None = None
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.n_features", "model.init_args.n_features", apply_on="instantiate")
+        parser.link_arguments("data.n_classes", "model.init_args.n_classes", apply_on="instantiate")
+        parser.link_arguments("data.classes", "model.init_args.class_names", apply_on="instantiate")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="After `fit`, evaluate the best checkpoint on the test split (needs a ModelCheckpoint).",
+        )
+        parser.add_argument(
+            "--predictions_path",
+            type=str | None,
+            default=None,
+            help="Where `predict` writes its CSV (default: <log dir>/predictions.csv).",
+        )
+
+    def after_fit(self) -> None:
+        if not self.config[self.subcommand].get("test_after_fit"):
+            return
+        has_best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
+        self.test_results = self.trainer.test(
+            self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None, verbose=True
+        )
+
+    def before_predict(self) -> None:
+        path = self.config["predict"].get("predictions_path")
+        if path is None:
+            path = str(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.csv")
+        self.trainer.callbacks.append(PredictionWriter(path))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point; user errors print one clear message instead of a traceback."""
+    try:
+        SeqlitCLI(args=args, parser_kwargs={"exit_on_error": False})
+    except ArgumentError as error:
+        print(f"seqlit: error: {_explain_argument_error(str(error))}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SeqlitError as error:
+        print(f"seqlit: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except FileNotFoundError as error:
+        print(f"seqlit: error: file not found: {error.filename or error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _explain_argument_error(message: str) -> str:
+    """Turns jsonargparse's 'Option X is not accepted' into the closest valid option names."""
+    match = re.search(r"class_path '([\w.]+)'.*?Option '(\w+)' is not accepted", message, flags=re.S)
+    if match is None:
+        return message.strip()
+    class_path, option = match.groups()
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        return message.strip()
+    valid = sorted(p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs"))
+    close = difflib.get_close_matches(option, valid, n=3)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"{class_name} has no option {option!r}.{hint} Valid options: {', '.join(valid)}."
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""Sequence classification data: JapaneseVowels or the user's long-format file, split, audited,
+normalised on train only, bucketed by length."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from seqlit.data.bucketing import BucketBatchSampler
+from seqlit.data.collate import SequenceCollator
+from seqlit.data.datasets import SequenceClassificationDataset
+from seqlit.data.normalise import FeatureNormalizer
+from seqlit.data.sources import SequenceRecords, load_japanese_vowels, load_long_format
+from seqlit.data.splits import Split, audit, chronological_split, entity_split, stratified_split
+from seqlit.errors import CheckpointMismatchError, DataError
+
+Stage = Literal["train", "val", "test", "predict"]
+
+
+class SequenceClassificationDataModule(pl.LightningDataModule):
+    """Classifies whole variable-length multivariate sequences.
+
+    Args:
+        dataset: `japanese_vowels` (bundled via aeon, official 270/370 split) or `long_format`
+            (`train_path`, optional `test_path`: `entity, time, features..., label` rows).
+        split: how validation (and test, without a test file) is carved from the training data:
+            `stratified` by class, `chronological` by time, or `entity` (whole entities held out).
+            The leakage audit for that mode runs on every setup.
+        batch_size / max_tokens: caps per batch (count of sequences / padded steps).
+        bucketing: batch sequences of similar length (`False` gives plain shuffled batches).
+        max_length / too_long: longest sequence allowed and what to do with longer ones.
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["japanese_vowels", "long_format"] = "japanese_vowels",
+        train_path: str | None = None,
+        test_path: str | None = None,
+        predict_path: str | None = None,
+        entity_column: str = "entity",
+        time_column: str = "time",
+        label_column: str = "label",
+        sequence_column: str | None = None,
+        feature_columns: list[str] | None = None,
+        split: Literal["stratified", "chronological", "entity"] = "stratified",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        normalize: bool = True,
+        max_length: int | None = None,
+        too_long: Literal["error", "keep_first", "keep_last"] = "error",
+        batch_size: int = 32,
+        max_tokens: int | None = None,
+        bucketing: bool = True,
+        bucket_size_multiplier: int | None = 100,
+        sampler_seed: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if dataset == "long_format" and train_path is None:
+            raise DataError("dataset 'long_format' needs data.train_path (a CSV/TSV/Parquet file).")
+        if dataset not in ("japanese_vowels", "long_format"):
+            raise DataError(f"unknown dataset {dataset!r}; choose 'japanese_vowels' or 'long_format'.")
+        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 <= value < 1.0:
+                raise DataError(f"data.{name} must be in [0, 1), got {value}.")
+        self.dataset = dataset
+        self.train_path = train_path
+        self.test_path = test_path
+        self.predict_path = predict_path
+        self.column_names = {
+            "entity_column": entity_column,
+            "time_column": time_column,
+            "label_column": label_column,
+            "sequence_column": sequence_column,
+            "feature_columns": feature_columns,
+        }
+        self.split_mode = split
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.max_length = max_length
+        self.too_long = too_long
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.bucketing = bucketing
+        self.bucket_size_multiplier = bucket_size_multiplier
+        self.sampler_seed = sampler_seed
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.normalizer = FeatureNormalizer() if normalize else None
+        self.collate = SequenceCollator()
+        self.datasets: dict[Stage, SequenceClassificationDataset] = {}
+
+    # Sizes the CLI links into the model (apply_on="instantiate"): known before `setup`.
+    @property
+    def n_features(self) -> int:
+        return len(self._splits["train"].feature_names)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, fitted on the training split only, in index order."""
+        return _sorted_labels(self._splits["train"].labels)
+
+    def setup(self, stage: str) -> None:
+        class_to_index = {name: i for i, name in enumerate(self.classes)}
+        if self.normalizer is not None and not self.normalizer.is_fitted:
+            self.normalizer.fit(self._splits["train"].sequences)
+        for name, records in self._splits.items():
+            self._check_labels(name, records, class_to_index)
+            self.datasets[name] = SequenceClassificationDataset(records, class_to_index, self.normalizer)
+        if stage == "predict":
+            if self.predict_path is None:
+                raise DataError("`seqlit predict` needs data.predict_path: the file to label.")
+            records = self._clip(self._load_file(self.predict_path, require_labels=False), "predict")
+            if records.labels is not None:
+                self._check_labels("predict", records, class_to_index)
+            self.datasets["predict"] = SequenceClassificationDataset(records, class_to_index, self.normalizer)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+    def item_ids(self, stage: Stage) -> np.ndarray:
+        """Sequence ids of a split's items, by dataset index (used to label predictions)."""
+        return self.datasets[stage].records.sequence_ids
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes,
+            "feature_names": list(self._splits["train"].feature_names),
+            "normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for key, current in (("classes", self.classes), ("feature_names", self._splits["train"].feature_names)):
+            saved = list(state_dict.get(key, current))
+            if saved != list(current):
+                raise CheckpointMismatchError(
+                    f"the checkpoint was trained with {key} {saved[:10]} but the data now has "
+                    f"{list(current)[:10]}; use the same data/columns as in training, or start a new run."
+                )
+        if self.normalizer is not None and state_dict.get("normalizer"):
+            self.normalizer.load_state_dict(state_dict["normalizer"])
+
+    # ---- helpers -------------------------------------------------------------------------------
+    @cached_property
+    def _splits(self) -> dict[Stage, SequenceRecords]:
+        """Loads the source and splits it once; audited before anything sees it."""
+        if self.dataset == "japanese_vowels":
+            train_records = load_japanese_vowels("train")
+            test_records: SequenceRecords | None = load_japanese_vowels("test")
+        else:
+            assert self.train_path is not None
+            train_records = self._load_file(self.train_path, require_labels=True)
+            test_records = None if self.test_path is None else self._load_file(self.test_path, require_labels=True)
+        split = self._split(train_records, carve_test=test_records is None)
+        splits: dict[Stage, SequenceRecords] = {
+            "train": train_records.subset(split.train),
+            "val": train_records.subset(split.val),
+            "test": train_records.subset(split.test) if test_records is None else test_records,
+        }
+        if test_records is not None and self.split_mode != "stratified":
+            self._audit_separate_test(splits)
+        for name, records in splits.items():
+            if len(records) == 0:
+                raise DataError(
+                    f"the {name} split is empty; raise data.{name}_fraction or provide more data."
+                )
+        return {name: self._clip(records, name) for name, records in splits.items()}
+
+    def _split(self, records: SequenceRecords, carve_test: bool) -> Split:
+        test_fraction = self.test_fraction if carve_test else 0.0
+        if self.split_mode == "stratified":
+            assert records.labels is not None
+            train, val = stratified_split(records.labels, val_fraction=self.val_fraction, seed=self.split_seed)
+            test = np.array([], dtype=np.int64)
+            if carve_test:
+                train_pos, test_pos = stratified_split(
+                    records.labels[train], val_fraction=test_fraction / (1.0 - self.val_fraction), seed=self.split_seed
+                )
+                train, test = train[train_pos], train[test_pos]
+            split = Split(train=np.sort(train), val=np.sort(val), test=np.sort(test))
+            audit(split, mode="none")
+        elif self.split_mode == "chronological":
+            split = chronological_split(
+                records.start_times,
+                records.end_times,
+                val_fraction=self.val_fraction,
+                test_fraction=test_fraction,
+            )
+            audit(split, entities=records.entities, start_times=records.start_times,
+                  end_times=records.end_times, mode="chronological")
+        elif self.split_mode == "entity":
+            split = entity_split(
+                records.entities, val_fraction=self.val_fraction, test_fraction=test_fraction, seed=self.split_seed
+            )
+            audit(split, entities=records.entities, mode="entity")
+        else:
+            raise DataError(f"unknown split {self.split_mode!r}; choose 'stratified', 'chronological' or 'entity'.")
+        return split
+
+    def _audit_separate_test(self, splits: dict[Stage, SequenceRecords]) -> None:
+        """A separate test file must respect the same split rule as a carved one."""
+        merged = _concatenate([splits["train"], splits["val"], splits["test"]])
+        sizes = np.cumsum([0] + [len(splits[k]) for k in ("train", "val", "test")])
+        split = Split(
+            train=np.arange(sizes[0], sizes[1]), val=np.arange(sizes[1], sizes[2]), test=np.arange(sizes[2], sizes[3])
+        )
+        if self.split_mode == "chronological":
+            audit(split, entities=merged.entities, start_times=merged.start_times,
+                  end_times=merged.end_times, mode="chronological")
+        else:
+            audit(split, entities=merged.entities, mode="entity")
+
+    def _load_file(self, path: str, require_labels: bool) -> SequenceRecords:
+        return load_long_format(path, require_labels=require_labels, **self.column_names)
+
+    def _clip(self, records: SequenceRecords, name: str) -> SequenceRecords:
+        """Applies the `max_length` policy; an over-long sequence is never cut silently."""
+        if self.max_length is None:
+            return records
+        too_long = np.flatnonzero(records.lengths > self.max_length)
+        if len(too_long) == 0:
+            return records
+        if self.too_long == "error":
+            first = int(too_long[0])
+            raise DataError(
+                f"{len(too_long)} {name} sequence(s) are longer than data.max_length={self.max_length} "
+                f"(e.g. {records.sequence_ids[first]!r} with {records.lengths[first]} steps). Raise "
+                "max_length, or set data.too_long to 'keep_first' or 'keep_last' to truncate."
+            )
+        keep = slice(None, self.max_length) if self.too_long == "keep_first" else slice(-self.max_length, None)
+        clipped = [s[keep] if len(s) > self.max_length else s for s in records.sequences]
+        return SequenceRecords(
+            sequences=clipped, labels=records.labels, entities=records.entities,
+            start_times=records.start_times, end_times=records.end_times,
+            feature_names=records.feature_names, sequence_ids=records.sequence_ids,
+        )
+
+    def _check_labels(self, name: str, records: SequenceRecords, class_to_index: dict[str, int]) -> None:
+        if records.labels is None:
+            return
+        unknown = sorted(set(records.labels) - set(class_to_index))
+        if unknown:
+            raise DataError(
+                f"the {name} split has label(s) {unknown[:10]} never seen in the training split "
+                f"(classes: {list(class_to_index)[:20]}); the model cannot predict them. Remove those "
+                "sequences or make sure the training split contains every class."
+            )
+
+    def _loader(self, stage: Stage, shuffle: bool) -> DataLoader:
+        if stage not in self.datasets:
+            raise RuntimeError(f"{stage}_dataloader called before setup")
+        dataset = self.datasets[stage]
+        common: dict[str, Any] = {
+            "collate_fn": self.collate,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if not self.bucketing:
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, **common)
+        sampler = BucketBatchSampler(
+            dataset.lengths.tolist(),
+            batch_size=self.batch_size,
+            max_tokens=self.max_tokens,
+            shuffle=shuffle,
+            seed=self._sampler_seed(),
+            bucket_size_multiplier=self.bucket_size_multiplier,
+        )
+        return DataLoader(dataset, batch_sampler=sampler, **common)
+
+    def _sampler_seed(self) -> int:
+        """The configured seed, else the run's `seed_everything` seed, so seeds change batch order."""
+        if self.sampler_seed is not None:
+            return self.sampler_seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+def _sorted_labels(labels: np.ndarray | None) -> list[str]:
+    """Unique labels, numerically ordered when they are all numbers ('2' before '10')."""
+    if labels is None:
+        raise DataError("the training data has no label column; classification needs labels.")
+    unique = sorted(set(labels.tolist()))
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return unique
+
+
+def _concatenate(parts: list[SequenceRecords]) -> SequenceRecords:
+    return SequenceRecords(
+        sequences=[s for part in parts for s in part.sequences],
+        labels=None,
+        entities=np.concatenate([p.entities for p in parts]),
+        start_times=np.concatenate([p.start_times for p in parts]),
+        end_times=np.concatenate([p.end_times for p in parts]),
+        feature_names=parts[0].feature_names,
+        sequence_ids=np.concatenate([p.sequence_ids for p in parts]),
+    )

@@ -1,0 +1,221 @@
+"""Real data sets and the user's own files, loaded into one record layout.
+
+Every loader returns `SequenceRecords`: one (T, F) float array per sequence plus its label, entity
+and time span, so splitting, auditing and normalisation work the same whatever the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from seqlit.errors import DataError
+
+LONG_FORMAT_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
+@dataclass
+class SequenceRecords:
+    """Variable-length multivariate sequences with their labels, entities and time spans."""
+
+    sequences: list[np.ndarray]  # each (T_i, F) float32
+    labels: np.ndarray | None  # (N,) str, or None when the file has no label column
+    entities: np.ndarray  # (N,) entity id of each sequence
+    start_times: np.ndarray  # (N,) first time stamp of each sequence
+    end_times: np.ndarray  # (N,) last time stamp of each sequence
+    feature_names: list[str]
+    sequence_ids: np.ndarray = field(default_factory=lambda: np.array([]))  # (N,) str
+
+    def __post_init__(self) -> None:
+        if len(self.sequence_ids) == 0:
+            self.sequence_ids = np.array([str(i) for i in range(len(self.sequences))])
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(s) for s in self.sequences], dtype=np.int64)  # (N,)
+
+    def subset(self, positions: np.ndarray) -> SequenceRecords:
+        """The records at `positions`, in that order."""
+        return SequenceRecords(
+            sequences=[self.sequences[i] for i in positions],
+            labels=None if self.labels is None else self.labels[positions],
+            entities=self.entities[positions],
+            start_times=self.start_times[positions],
+            end_times=self.end_times[positions],
+            feature_names=list(self.feature_names),
+            sequence_ids=self.sequence_ids[positions],
+        )
+
+
+def load_japanese_vowels(split: Literal["train", "test"]) -> SequenceRecords:
+    """JapaneseVowels (UCR/UEA, shipped by `aeon`): 9 speakers uttering /ae/, 12 LPC cepstra per frame.
+
+    The official split is 270 train / 370 test. The class *is* the speaker, so the entity of every
+    utterance is its own index: there is no by-entity split to make here.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"JapaneseVowels has splits 'train' and 'test', not {split!r}.")
+    try:
+        from aeon.datasets import load_japanese_vowels as aeon_load
+    except ImportError as error:  # pragma: no cover - aeon is a dependency
+        raise DataError("JapaneseVowels needs the `aeon` package: pip install aeon") from error
+    series, labels = aeon_load(split=split)  # list of (F, T_i) arrays, (N,) str
+    sequences = [np.ascontiguousarray(np.asarray(x, dtype=np.float32).T) for x in series]  # (T_i, F)
+    positions = np.arange(len(sequences))
+    return SequenceRecords(
+        sequences=sequences,
+        labels=np.asarray(labels).astype(str),
+        entities=np.array([f"{split}-{i}" for i in positions]),
+        start_times=positions,
+        end_times=positions,
+        feature_names=[f"lpc{i}" for i in range(sequences[0].shape[1])],
+        sequence_ids=np.array([f"{split}-{i}" for i in positions]),
+    )
+
+
+def load_long_format(
+    path: str | Path,
+    *,
+    entity_column: str = "entity",
+    time_column: str = "time",
+    label_column: str | None = "label",
+    sequence_column: str | None = None,
+    feature_columns: Sequence[str] | None = None,
+    require_labels: bool = True,
+) -> SequenceRecords:
+    """Reads a CSV/TSV/Parquet file in long format: one row per time step.
+
+    Columns: `entity, time, features..., label`. Rows with the same `sequence_column` value (or,
+    without one, the same entity) form one sequence, ordered by time. `feature_columns` defaults to
+    every numeric column that is not entity, time, sequence or label.
+    """
+    frame = _read_table(Path(path))
+    columns = list(frame.columns)
+    sequence_key = sequence_column or entity_column
+    has_labels = label_column is not None and label_column in columns
+    required = [entity_column, time_column] + ([sequence_column] if sequence_column else [])
+    if require_labels and label_column is not None:
+        required.append(label_column)
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}; the file has {columns}. Rename the columns or set "
+            "entity_column / time_column / label_column / sequence_column in the data config."
+        )
+    reserved = {entity_column, time_column, sequence_key} | ({label_column} if has_labels else set())
+    features = _resolve_feature_columns(frame, feature_columns, reserved, path)
+    _check_finite(frame, features, entity_column, time_column, path)
+    if frame[time_column].isna().any():
+        row = int(np.flatnonzero(frame[time_column].isna().to_numpy())[0])
+        raise DataError(f"{path}: empty time value in row {row + 2}; every row needs a time stamp.")
+
+    frame = frame.sort_values([sequence_key, time_column], kind="stable")
+    sequences: list[np.ndarray] = []
+    labels: list[str] = []
+    entities: list[object] = []
+    starts: list[object] = []
+    ends: list[object] = []
+    ids: list[str] = []
+    for key, group in frame.groupby(sequence_key, sort=False):
+        times = group[time_column].to_numpy()
+        if len(np.unique(times)) != len(times):
+            raise DataError(
+                f"{path}: sequence {key!r} has repeated time stamps; each (sequence, time) pair must be "
+                "unique. Aggregate duplicates first or set sequence_column to tell sequences apart."
+            )
+        sequences.append(group[features].to_numpy(dtype=np.float32))  # (T, F)
+        entity_values = group[entity_column].unique()
+        if len(entity_values) != 1:
+            raise DataError(f"{path}: sequence {key!r} spans several entities {list(entity_values)[:5]}.")
+        entities.append(entity_values[0])
+        starts.append(times[0])
+        ends.append(times[-1])
+        ids.append(str(key))
+        if has_labels:
+            label_values = group[label_column].dropna().unique()
+            if len(label_values) != 1:
+                raise DataError(
+                    f"{path}: sequence {key!r} has {len(label_values)} distinct labels "
+                    f"{list(label_values)[:5]}; a classification sequence needs exactly one label."
+                )
+            labels.append(str(label_values[0]))
+    return SequenceRecords(
+        sequences=sequences,
+        labels=np.array(labels) if has_labels else None,
+        entities=np.array(entities),
+        start_times=np.array(starts),
+        end_times=np.array(ends),
+        feature_names=list(features),
+        sequence_ids=np.array(ids),
+    )
+
+
+def _read_table(path: Path):  # -> pandas.DataFrame
+    import pandas as pd
+
+    if not path.exists():
+        raise DataError(
+            f"data file not found: {path} (resolved to {path.resolve()}). Check the path in the data "
+            "config (paths are relative to the directory you run seqlit from)."
+        )
+    suffix = path.suffix.lower()
+    if suffix not in LONG_FORMAT_SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {list(LONG_FORMAT_SUFFIXES)}.")
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except pd.errors.EmptyDataError as error:
+        raise DataError(f"{path}: the file is empty; expected a header row and data rows.") from error
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not valid UTF-8 text ({error.reason}); re-save the file as UTF-8.") from error
+    except pd.errors.ParserError as error:
+        raise DataError(f"{path}: could not parse the table ({error}); check for ragged rows.") from error
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has a header but no data rows.")
+    return frame
+
+
+def _resolve_feature_columns(frame, feature_columns: Sequence[str] | None, reserved: set, path) -> list[str]:
+    if feature_columns is not None:
+        unknown = [c for c in feature_columns if c not in frame.columns]
+        if unknown:
+            raise DataError(f"{path}: feature column(s) {unknown} not in the file; it has {list(frame.columns)}.")
+        non_numeric = [c for c in feature_columns if not _is_numeric(frame[c])]
+        if non_numeric:
+            raise DataError(f"{path}: feature column(s) {non_numeric} are not numeric; encode them as numbers.")
+        return list(feature_columns)
+    features = [c for c in frame.columns if c not in reserved and _is_numeric(frame[c])]
+    if not features:
+        raise DataError(
+            f"{path}: no numeric feature columns besides {sorted(map(str, reserved))}; "
+            "add feature columns or list them in feature_columns."
+        )
+    return features
+
+
+def _is_numeric(column) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(column)) and not pd.api.types.is_bool_dtype(column)
+
+
+def _check_finite(frame, features: list[str], entity_column: str, time_column: str, path) -> None:
+    values = frame[features].to_numpy(dtype=np.float64)  # (rows, F)
+    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad_rows):
+        row = bad_rows[0]
+        bad_column = features[int(np.flatnonzero(~np.isfinite(values[row]))[0])]
+        raise DataError(
+            f"{path}: {len(bad_rows)} row(s) have NaN/Inf features; first at entity "
+            f"{frame[entity_column].iloc[row]!r}, time {frame[time_column].iloc[row]!r}, column "
+            f"{bad_column!r}. Impute or drop those rows before training."
+        )

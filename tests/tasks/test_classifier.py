@@ -1,0 +1,60 @@
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from seqlit.data.collate import Sample, SequenceCollator
+from seqlit.data.datamodules.classification import SequenceClassificationDataModule
+from seqlit.errors import CheckpointMismatchError
+from seqlit.tasks.classifier import SequenceClassifier
+from seqlit.tasks.optim import configure_optimizer
+
+
+def _batch(lengths: list[int], n_features: int = 4):
+    samples = [Sample(index=i, inputs=torch.randn(n, n_features), target=torch.tensor(i % 3)) for i, n in enumerate(lengths)]
+    return samples, SequenceCollator()(samples)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "attention"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_logits_do_not_depend_on_batch_padding(pooling: str, cell: str) -> None:
+    torch.manual_seed(0)
+    model = SequenceClassifier(n_features=4, n_classes=3, cell=cell, pooling=pooling, num_layers=2).eval()
+    samples, batch = _batch([5, 1, 9, 3])
+    logits = model(batch.inputs, batch.lengths, batch.mask)
+    assert logits.shape == (4, 3)
+    for row, sample in enumerate(samples):
+        alone = SequenceCollator()([sample])
+        torch.testing.assert_close(logits[row], model(alone.inputs, alone.lengths, alone.mask)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_weight_decay_skips_biases_and_schedule_warms_up() -> None:
+    model = SequenceClassifier(n_features=4, n_classes=3, weight_decay=0.1, lr=0.01, warmup_fraction=0.1)
+    config = configure_optimizer(model, "adamw", 0.01, 0.1, total_steps=100, warmup_fraction=0.1, min_lr_ratio=0.0)
+    decay, no_decay = config["optimizer"].param_groups
+    assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == sum(p.numel() for p in model.parameters())
+    assert config["lr_scheduler"]["interval"] == "step"
+    assert config["optimizer"].param_groups[0]["lr"] < 0.01  # warming up
+
+
+def test_checkpoint_with_other_classes_is_refused() -> None:
+    model = SequenceClassifier(n_features=4, n_classes=2, class_names=["a", "b"])
+    with pytest.raises(CheckpointMismatchError, match="classes"):
+        model.on_load_checkpoint({"hyper_parameters": {"class_names": ["a", "c"]}})
+
+
+def test_model_learns_japanese_vowels_quickly() -> None:
+    pl.seed_everything(0)
+    datamodule = SequenceClassificationDataModule(batch_size=16)
+    model = SequenceClassifier(datamodule.n_features, datamodule.n_classes, datamodule.classes)
+    trainer = pl.Trainer(
+        max_epochs=12, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, gradient_clip_val=1.0,
+    )
+    untrained = trainer.validate(model, datamodule=datamodule, verbose=False)[0]["val/acc"]
+    trainer.fit(model, datamodule=datamodule)
+    accuracy = trainer.test(model, datamodule=datamodule, verbose=False)[0]["test/acc"]
+    print(f"untrained val acc {untrained:.3f}, test acc after 12 epochs {accuracy:.3f}")
+    assert untrained < 0.4
+    assert accuracy > 0.9

@@ -1,0 +1,103 @@
+"""The CLI as a user meets it: every config runs, typos and missing files give one clear line."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seqlit.cli import SeqlitCLI, main
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p for p in (REPO / "configs").glob("*.yaml"))
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # logs and checkpoints go to tmp_path/runs
+
+
+@pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)
+def test_every_config_runs_fast_dev_run(config: Path) -> None:
+    cli = SeqlitCLI(args=["fit", "--config", str(config), "--trainer.fast_dev_run", "true", *QUIET])
+    assert cli.test_results is not None and "test/acc" in cli.test_results[0]
+
+
+@pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)
+def test_every_config_prints_its_resolved_config(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "hidden_size" in printed and "class_path" in printed
+
+
+def test_wandb_logger_config_runs_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    SeqlitCLI(
+        args=["fit", "--config", str(REPO / "configs/japanese_vowels_gru.yaml"),
+              "--config", str(REPO / "configs/loggers/wandb.yaml"), "--trainer.max_steps", "2",
+              "--trainer.limit_val_batches", "1", "--test_after_fit", "false", *QUIET]
+    )
+    assert list(Path("runs/wandb").glob("offline-run-*")), "no offline W&B run directory was written"
+
+
+def test_config_typo_names_the_closest_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(RECIPES[0]), "--model.init_args.hiden_size", "32"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "hiden_size" in err and "hidden_size" in err
+
+
+def test_missing_data_file_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(RECIPES[0]), "--data.init_args.dataset", "long_format",
+              "--data.init_args.train_path", "no/such/file.csv"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "no/such/file.csv" in err
+    assert "Traceback" not in err
+
+
+def _labelled_csv(path: Path, labels: tuple[str, ...], n_per_label: int = 12, with_labels: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, label in enumerate(labels):
+        for i in range(n_per_label):
+            for t in range(int(rng.integers(4, 10))):
+                row = {"entity": f"{label}{i}", "time": t, "a": rng.normal() + 3 * k, "b": rng.normal() * t}
+                if with_labels:
+                    row["label"] = label
+                rows.append(row)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_fit_then_predict_a_new_csv_and_refuse_another_label_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = _labelled_csv(tmp_path / "train.csv", ("cat", "dog", "eel"))
+    new = _labelled_csv(tmp_path / "new.csv", ("cat", "dog", "eel"), n_per_label=3, with_labels=False)
+    data_args = ["--data.init_args.dataset", "long_format", "--data.init_args.train_path", str(train)]
+    fit = SeqlitCLI(
+        args=["fit", "--config", str(RECIPES[0]), *data_args, "--trainer.max_epochs", "3", *QUIET]
+    )
+    checkpoint = Path(fit.trainer.checkpoint_callback.last_model_path)
+    assert checkpoint.exists()
+    out = tmp_path / "predictions.csv"
+    main(["predict", "--config", str(RECIPES[0]), *data_args, "--data.init_args.predict_path", str(new),
+          "--ckpt_path", str(checkpoint), "--predictions_path", str(out), *QUIET])
+    predictions = pd.read_csv(out)
+    assert len(predictions) == 9
+    assert set(predictions["prediction"]) <= {"cat", "dog", "eel"}
+    np.testing.assert_allclose(predictions[["p_cat", "p_dog", "p_eel"]].sum(axis=1), 1.0, atol=1e-4)
+
+    other = _labelled_csv(tmp_path / "other.csv", ("cat", "dog", "fox"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--config", str(RECIPES[0]), "--data.init_args.dataset", "long_format",
+              "--data.init_args.train_path", str(other), "--ckpt_path", str(checkpoint), *QUIET])
+    assert exit_info.value.code == 2
+    assert "classes" in capsys.readouterr().err
+    assert checkpoint.exists()  # a refused resume loses nothing

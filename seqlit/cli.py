@@ -15,15 +15,34 @@ from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from seqlit.callbacks.grad_norm import GradNormMonitor
+from seqlit.callbacks.loss_scale import LossScaleMonitor
+from seqlit.callbacks.nonfinite_guard import NonFiniteGuard
+from seqlit.callbacks.padding_ratio import PaddingRatioMonitor
 from seqlit.callbacks.prediction_writer import PredictionWriter
+from seqlit.callbacks.rng_state import RNGStateCheckpoint
 from seqlit.errors import SeqlitError
+
+
+
+def default_precision() -> str:
+    """bf16 autocast where the GPU supports it, fp16 + loss scaling on older GPUs, fp32 on CPU.
+
+    RNN kernels gain little from bf16 on CPU and fp16 autocast there is slow, so CPU stays fp32.
+    """
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "gradient_clip_val": 1.0,
     "gradient_clip_algorithm": "norm",
     "default_root_dir": "runs",
+    "precision": default_precision(),
 }
 
 
@@ -40,6 +59,12 @@ class SeqlitCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Always-on training hygiene, each configurable under its own key (e.g. `grad_norm:`).
+        parser.add_lightning_class_args(GradNormMonitor, "grad_norm")
+        parser.add_lightning_class_args(PaddingRatioMonitor, "padding_ratio")
+        parser.add_lightning_class_args(NonFiniteGuard, "nonfinite_guard")
+        parser.add_lightning_class_args(LossScaleMonitor, "loss_scale")
+        parser.add_lightning_class_args(RNGStateCheckpoint, "rng_state")
         parser.link_arguments("data.n_features", "model.init_args.n_features", apply_on="instantiate")
         parser.link_arguments("data.n_classes", "model.init_args.n_classes", apply_on="instantiate")
         parser.link_arguments("data.classes", "model.init_args.class_names", apply_on="instantiate")
@@ -59,10 +84,9 @@ class SeqlitCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):
             return
-        has_best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
-        self.test_results = self.trainer.test(
-            self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None, verbose=True
-        )
+        # The first ModelCheckpoint is the one that tracks the best validation score.
+        best_path = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
+        self.test_results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best_path, verbose=True)
 
     def before_predict(self) -> None:
         path = self.config["predict"].get("predictions_path")

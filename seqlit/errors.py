@@ -13,3 +13,7 @@ class DataError(SeqlitError, ValueError):
 
 class CheckpointMismatchError(SeqlitError, ValueError):
     """A checkpoint was made with another data layout (classes, features, vocabulary)."""
+
+
+class NonFiniteLossError(SeqlitError, RuntimeError):
+    """Training produced NaN/Inf losses for too many steps in a row."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler, Sampler
@@ -35,6 +35,7 @@ class BucketBatchSampler(BatchSampler):
         num_replicas: int | None = None,
         rank: int | None = None,
         sampler: Sampler[int] | None = None,
+        resume_from: Callable[[], tuple[int | None, int]] | None = None,
     ) -> None:
         # BatchSampler.__init__ is skipped on purpose: it insists on a real sampler, while ours is
         # optional and only a source of (num_replicas, rank, epoch).
@@ -58,6 +59,10 @@ class BucketBatchSampler(BatchSampler):
             )
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        # Resuming mid-epoch: `resume_from()` returns (epoch, batches already trained in it). It is
+        # asked when iteration starts, not here, because Lightning may build the loader before it
+        # restores the checkpoint; an init argument (not a setter) so DDP re-instantiation keeps it.
+        self.resume_from = resume_from
         self.seed: int = _as_int("seed", seed)
 
         is_distributed_sampler = isinstance(sampler, DistributedSampler)
@@ -81,12 +86,21 @@ class BucketBatchSampler(BatchSampler):
         self._plans: dict[int, list[list[int]]] = {}
 
     def __iter__(self) -> Iterator[list[int]]:
-        """This rank's batches for the current epoch."""
-        for batch in self._plan():
+        """This rank's batches for the current epoch (minus those already done when resuming)."""
+        plan = self._plan()
+        skip = 0
+        if self.resume_from is not None:
+            resume_epoch, batches_done = self.resume_from()
+            skip = batches_done if resume_epoch == self.epoch else 0
+        for batch in plan[skip:]:
             yield list(batch)
 
     def __len__(self) -> int:
-        """The exact number of batches this rank yields this epoch."""
+        """The number of batches this rank has in the current epoch, including any skipped on resume.
+
+        Lightning counts a resumed epoch's batches from where it stopped, so the full count is
+        what its progress tracking expects.
+        """
         return len(self._plan())
 
     def set_epoch(self, epoch: int) -> None:

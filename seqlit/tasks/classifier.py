@@ -15,6 +15,7 @@ from seqlit.errors import CheckpointMismatchError
 from seqlit.nn.encoders import CellType, RNNEncoder
 from seqlit.nn.init import init_linear_
 from seqlit.nn.pooling import PoolingType, SequencePooling
+from seqlit.tasks.accumulation import EffectiveBatchNormalizer
 from seqlit.tasks.optim import OptimizerName, configure_optimizer
 from seqlit.types import SeqBatch
 
@@ -62,6 +63,7 @@ class SequenceClassifier(pl.LightningModule):
                 "f1": MulticlassF1Score(n_classes, average="macro"),
             }
         )
+        self.step_normalizer = EffectiveBatchNormalizer()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
 
@@ -73,9 +75,18 @@ class SequenceClassifier(pl.LightningModule):
 
     def training_step(self, batch: SeqBatch, batch_idx: int) -> Tensor:
         logits = self(batch.inputs, batch.lengths, batch.mask)  # (B, C)
-        loss = F.cross_entropy(logits, batch.targets, label_smoothing=self.hparams.label_smoothing)
-        self.log("train/loss", loss, batch_size=batch.batch_size, on_step=True, on_epoch=True, prog_bar=True)
-        return loss
+        summed = F.cross_entropy(
+            logits, batch.targets, reduction="sum", label_smoothing=self.hparams.label_smoothing
+        )
+        n_targets = batch.batch_size  # one target per sequence
+        self.step_normalizer.add(n_targets)
+        mean_loss = summed.detach() / max(1, n_targets)
+        self.log("train/loss", mean_loss, batch_size=n_targets, on_step=True, on_epoch=True, prog_bar=True)
+        # The summed loss is divided by the targets of the whole (accumulated) step after backward.
+        return summed
+
+    def on_after_backward(self) -> None:
+        self.step_normalizer.on_after_backward(self)
 
     def validation_step(self, batch: SeqBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metrics)

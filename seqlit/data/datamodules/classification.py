@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from seqlit.data.bucketing import BucketBatchSampler
 from seqlit.data.collate import SequenceCollator
 from seqlit.data.datasets import SequenceClassificationDataset
+from seqlit.data.datamodules.resume import resume_position
 from seqlit.data.normalise import FeatureNormalizer
 from seqlit.data.sources import SequenceRecords, load_japanese_vowels, load_long_format
 from seqlit.data.splits import Split, audit, chronological_split, entity_split, stratified_split
@@ -278,6 +279,10 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
             "pin_memory": self.pin_memory,
             "persistent_workers": self.num_workers > 0,
         }
+        seed = self._sampler_seed()
+        # A private generator seeds worker base seeds, so creating an iterator never draws from the
+        # global RNG: a resumed run then sees the same dropout masks as an uninterrupted one.
+        common["generator"] = torch.Generator().manual_seed(seed)
         if not self.bucketing:
             return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, **common)
         sampler = BucketBatchSampler(
@@ -285,10 +290,14 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             max_tokens=self.max_tokens,
             shuffle=shuffle,
-            seed=self._sampler_seed(),
+            seed=seed,
             bucket_size_multiplier=self.bucket_size_multiplier,
+            resume_from=self._resume_position if stage == "train" else None,
         )
         return DataLoader(dataset, batch_sampler=sampler, **common)
+
+    def _resume_position(self) -> tuple[int | None, int]:
+        return resume_position(self.trainer)
 
     def _sampler_seed(self) -> int:
         """The configured seed, else the run's `seed_everything` seed, so seeds change batch order."""

@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from seqlit.callbacks.nonfinite_guard import NonFiniteGuard
+from seqlit.data.collate import Sample, SequenceCollator
+from seqlit.errors import NonFiniteLossError
+from seqlit.tasks.classifier import SequenceClassifier
+
+
+class _PoisonedClassifier(SequenceClassifier):
+    """Returns a NaN loss on the chosen global steps."""
+
+    def __init__(self, poisoned_steps: set[int]) -> None:
+        super().__init__(n_features=3, n_classes=2, dropout=0.0)
+        self.poisoned_steps = poisoned_steps
+        self.weights_at_step: dict[int, torch.Tensor] = {}
+
+    def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        self.weights_at_step[self.global_step] = self.head.weight.detach().clone()
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.global_step in self.poisoned_steps else loss
+
+
+def _loader() -> DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    samples = [
+        Sample(index=i, inputs=torch.randn(3 + i % 4, 3, generator=generator), target=torch.tensor(i % 2))
+        for i in range(40)
+    ]
+    return DataLoader(samples, batch_size=4, collate_fn=SequenceCollator())
+
+
+def _trainer(tmp_path: Path, guard: NonFiniteGuard, max_steps: int) -> pl.Trainer:
+    return pl.Trainer(
+        max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[guard, ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True)],
+        default_root_dir=tmp_path, gradient_clip_val=1.0,
+    )
+
+
+def test_single_nan_step_is_skipped_and_training_goes_on(tmp_path: Path) -> None:
+    model = _PoisonedClassifier({3})
+    guard = NonFiniteGuard(max_consecutive=3)
+    with pytest.warns(UserWarning, match="non-finite loss at global step 3"):
+        _trainer(tmp_path, guard, max_steps=6).fit(model, _loader())
+    assert guard.total_skipped == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert not torch.equal(model.weights_at_step[2], model.weights_at_step[3])  # good steps still learn
+
+
+def test_nan_step_leaves_weights_and_optimizer_untouched(tmp_path: Path) -> None:
+    model = _PoisonedClassifier({3})
+    trainer = _trainer(tmp_path, NonFiniteGuard(max_consecutive=3), max_steps=5)
+    trainer.fit(model, _loader())
+    # Lightning counts a skipped step as a step, so the weights seen at steps 3 and 4 are equal.
+    assert torch.equal(model.weights_at_step[3], model.weights_at_step[4])
+    adam_state = trainer.optimizers[0].state[model.head.weight]
+    assert int(adam_state["step"]) == 4  # five steps, one skipped: moments saw four updates
+
+
+def test_consecutive_nans_stop_training_and_keep_last_good_checkpoint(tmp_path: Path) -> None:
+    model = _PoisonedClassifier(set(range(4, 100)))
+    with pytest.raises(NonFiniteLossError, match=r"global step 6 .*3 consecutive"):
+        _trainer(tmp_path, NonFiniteGuard(max_consecutive=3), max_steps=20).fit(model, _loader())
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    saved = last["state_dict"]["head.weight"]
+    assert torch.isfinite(saved).all()
+    # the newest checkpoint holds the weights of the last good step
+    torch.testing.assert_close(saved, model.weights_at_step[4])
+
+
+def test_bad_argument() -> None:
+    with pytest.raises(ValueError, match="max_consecutive"):
+        NonFiniteGuard(max_consecutive=0)

@@ -32,7 +32,10 @@ test: $(STAMP)
 
 # Slow and multi-process tests too (not part of CI's time budget).
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m "slow or ddp or not slow"
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/callback_overhead.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache .hypothesis

@@ -36,8 +36,8 @@ def test_every_config_prints_its_resolved_config(config: Path, capsys: pytest.Ca
 def test_training_logs_grad_padding_and_validation_metrics_to_csv() -> None:
     cli = SeqlitCLI(args=["fit", "--config", str(RECIPES[0]), "--trainer.max_epochs", "1", *QUIET])
     metrics = pd.read_csv(Path(cli.trainer.log_dir) / "metrics.csv")
-    for column in ("grad/norm_total_step", "grad/norm_clipped_step", "grad/norm/encoder.rnn.l0_step",
-                   "grad/norm_gate/encoder.rnn.l0/update_step", "data/padding_ratio", "data/tokens_per_sec",
+    for column in ("grad/norm_total", "grad/norm_clipped", "grad/norm/encoder.rnn.l0", "grad/norm_total_epoch",
+                   "grad/norm_gate/encoder.rnn.l0/update", "data/padding_ratio", "data/tokens_per_sec",
                    "val/loss", "val/acc", "train/loss_epoch"):
         assert column in metrics.columns, column
         assert metrics[column].notna().any(), column

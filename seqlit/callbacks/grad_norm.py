@@ -89,6 +89,8 @@ class GradNormMonitor(Callback):
         self._warned: set[WarningKind] = set()
         self._layout: _GradLayout | None = None
         self._log_clipped_norm = False
+        self._epoch_sums: dict[str, float] = {}
+        self._epoch_counts: dict[str, int] = {}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The model is in its final form (moved, wrapped, heads added in setup) only once fit starts.
@@ -109,14 +111,20 @@ class GradNormMonitor(Callback):
             return
         # Manual optimisation clips (if at all) before optimizer.step, so there is no Trainer clipping to report.
         self._log_clipped_norm = pl_module.automatic_optimization
-        _log(pl_module, "grad/norm_total", norms.total)
+        # The single host sync of a logging step: every value (and what the warnings need) in one transfer.
+        n_groups, n_gates = len(norms.group_names), len(norms.gate_names)
+        stacked = [norms.total.reshape(1), norms.groups, norms.gates, norms.vanish_total.reshape(1), norms.vanish_groups]
+        values: list[float] = torch.cat([t.float() for t in stacked]).tolist()
+        total, groups = values[0], values[1 : n_groups + 1]
+        gates = values[n_groups + 1 : n_groups + 1 + n_gates]
+        vanish_total, vanish_groups = values[n_groups + 1 + n_gates], values[n_groups + 2 + n_gates :]
+        metrics = {"grad/norm_total": total}
         if self.per_module:
-            for name, value in zip(norms.group_names, norms.groups):
-                _log(pl_module, f"grad/norm/{name}", value)
+            metrics.update({f"grad/norm/{name}": value for name, value in zip(norms.group_names, groups)})
         if self.per_gate:
-            for name, value in zip(norms.gate_names, norms.gates):
-                _log(pl_module, f"grad/norm_gate/{name}", value)
-        self._check(norms, step)
+            metrics.update({f"grad/norm_gate/{name}": value for name, value in zip(norms.gate_names, gates)})
+        self._emit(trainer, metrics)
+        self._check(norms.group_names, total, groups, vanish_total, vanish_groups, step)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -127,7 +135,18 @@ class GradNormMonitor(Callback):
         self._log_clipped_norm = False
         clipped = self._layout.total_norm(self.norm_type)
         if clipped is not None:
-            _log(pl_module, "grad/norm_clipped", clipped)
+            # Written under the step that produced it (global_step has already moved on here).
+            self._emit(trainer, {"grad/norm_clipped": float(clipped)}, step=trainer.global_step - 1)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_sums.clear()
+        self._epoch_counts.clear()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Epoch means of every logged norm (`<key>_epoch`): the default per-epoch dashboard view."""
+        means = {f"{key}_epoch": total / self._epoch_counts[key] for key, total in self._epoch_sums.items()}
+        if means:
+            _write(trainer, means)
 
     def state_dict(self) -> dict[str, Any]:
         return {"warned": sorted(self._warned)}
@@ -135,22 +154,30 @@ class GradNormMonitor(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._warned = {kind for kind in state_dict.get("warned", []) if kind in ("explode", "vanish")}
 
-    def _check(self, norms: _Norms, step: int) -> None:
+    def _emit(self, trainer: pl.Trainer, metrics: dict[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value
+            self._epoch_counts[key] = self._epoch_counts.get(key, 0) + 1
+        _write(trainer, metrics, step)
+
+    def _check(
+        self,
+        group_names: Sequence[str],
+        total: float,
+        groups: Sequence[float],
+        vanish_total: float,
+        vanish_groups: Sequence[float],
+        step: int,
+    ) -> None:
         """Warns once per kind, naming the worst module, so a long run is not flooded with repeats."""
         if len(self._warned) == 2:
             return
-        # The single host sync of a logging step: everything the warnings need in one transfer.
-        stacked = [norms.total.reshape(1), norms.groups, norms.vanish_total.reshape(1), norms.vanish_groups]
-        values: list[float] = torch.cat(stacked).tolist()
-        n_groups = len(norms.group_names)
-        total, groups = values[0], values[1 : n_groups + 1]
-        vanish_total, vanish_groups = values[n_groups + 1], values[n_groups + 2 :]
 
         def exploding(value: float) -> bool:
             return not math.isfinite(value) or value > self.explode_threshold
 
         if "explode" not in self._warned:
-            offenders = [(name, value) for name, value in zip(norms.group_names, groups) if exploding(value)]
+            offenders = [(name, value) for name, value in zip(group_names, groups) if exploding(value)]
             if offenders or exploding(total):
                 # Non-finite ranks above every finite norm; the total is named only when no module is over.
                 worst = max(offenders, key=_severity, default=None)
@@ -163,7 +190,7 @@ class GradNormMonitor(Callback):
                     "Shown once."
                 )
         if "vanish" not in self._warned:
-            offenders = [(name, v) for name, v in zip(norms.group_names, vanish_groups) if v < self.vanish_threshold]
+            offenders = [(name, v) for name, v in zip(group_names, vanish_groups) if v < self.vanish_threshold]
             if offenders or vanish_total < self.vanish_threshold:
                 worst = min(offenders, key=lambda pair: pair[1], default=None)
                 where = f"module {worst[0]!r} has norm {worst[1]:.4g}" if worst else f"the total norm is {total:.4g}"
@@ -351,10 +378,15 @@ def _severity(pair: tuple[str, float]) -> tuple[bool, float]:
     return (not math.isfinite(pair[1]), pair[1] if math.isfinite(pair[1]) else 0.0)
 
 
-def _log(pl_module: pl.LightningModule, name: str, value: Tensor) -> None:
-    # batch_size=1 makes the epoch value a plain mean over logged steps and spares Lightning from
-    # inferring a batch size from a custom batch type.
-    pl_module.log(name, value, on_step=True, on_epoch=True, batch_size=1)
+def _write(trainer: pl.Trainer, metrics: dict[str, float], step: int | None = None) -> None:
+    """Straight to the loggers (as LearningRateMonitor does), at the step Lightning writes under.
+
+    `LightningModule.log` would put a few dozen scalars per step through Lightning's result
+    collection (a device tensor and an epoch accumulator each), which cost more than the norms.
+    Loggers write on rank zero only.
+    """
+    for logger in getattr(trainer, "loggers", []):
+        logger.log_metrics(metrics, step=trainer.global_step if step is None else step)
 
 
 def _join(path: str, name: str) -> str:

@@ -119,3 +119,17 @@ def test_fit_then_predict_a_new_csv_and_refuse_another_label_set(
     assert exit_info.value.code == 2
     assert "classes" in capsys.readouterr().err
     assert checkpoint.exists()  # a refused resume loses nothing
+
+
+def test_default_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from seqlit.cli import default_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_precision() == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert default_precision() == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert default_precision() == "16-mixed"

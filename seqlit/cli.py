@@ -50,8 +50,11 @@ class SeqlitCLI(LightningCLI):
     """LightningCLI for seqlit tasks: links data sizes, optionally tests the best checkpoint after fit,
     and writes predictions to CSV."""
 
+    test_verbose: bool = True  # print Lightning's test table after fit
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.test_results: list[dict[str, float]] | None = None
+        self.fit_metrics: dict[str, float] = {}
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
@@ -82,11 +85,14 @@ class SeqlitCLI(LightningCLI):
         )
 
     def after_fit(self) -> None:
+        self.fit_metrics = {key: float(value) for key, value in self.trainer.callback_metrics.items()}
         if not self.config[self.subcommand].get("test_after_fit"):
             return
         # The first ModelCheckpoint is the one that tracks the best validation score.
         best_path = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
-        self.test_results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best_path, verbose=True)
+        self.test_results = self.trainer.test(
+            self.model, datamodule=self.datamodule, ckpt_path=best_path, verbose=self.test_verbose
+        )
 
     def before_predict(self) -> None:
         path = self.config["predict"].get("predictions_path")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as pl
@@ -33,21 +32,22 @@ class NonFiniteGuard(Callback):
         self.max_consecutive = max_consecutive
         self.consecutive = 0
         self.total_skipped = 0
-        self._loss_finite = True
+        self._losses: list[Tensor] = []  # the micro-batch losses of the current optimizer step
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if batch_idx % trainer.accumulate_grad_batches == 0:
-            self._loss_finite = True  # a new accumulation window starts clean
+            self._losses.clear()  # a new accumulation window starts clean
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
-        if not bool(torch.isfinite(loss.detach()).all()):
-            self._loss_finite = False
+        # Kept on the device: the check happens once per optimizer step, with one host sync.
+        self._losses.append(loss.detach().float().reshape(-1))
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        grads_finite = _all_finite(grads)
+        loss_finite, grads_finite = _finite_flags(self._losses, grads)
+        self._losses.clear()
         uses_grad_scaler = getattr(trainer.precision_plugin, "scaler", None) is not None
-        bad = not self._loss_finite or (not grads_finite and not uses_grad_scaler)
+        bad = not loss_finite or (not grads_finite and not uses_grad_scaler)
         if not bad:
             self.consecutive = 0
         else:
@@ -58,7 +58,7 @@ class NonFiniteGuard(Callback):
                 for param in group["params"]:
                     param.grad = None
             rank_zero_warn(
-                f"non-finite {'loss' if not self._loss_finite else 'gradients'} at global step "
+                f"non-finite {'loss' if not loss_finite else 'gradients'} at global step "
                 f"{trainer.global_step} (epoch {trainer.current_epoch}); the optimizer step was skipped "
                 f"({self.consecutive} in a row, {self.total_skipped} in total)."
             )
@@ -70,7 +70,6 @@ class NonFiniteGuard(Callback):
                 "already written are from good steps and stay intact. Lower the learning rate, check the "
                 "data for NaN/Inf values, or keep gradient clipping on (trainer.gradient_clip_val)."
             )
-        self._loss_finite = True
 
     def state_dict(self) -> dict[str, Any]:
         return {"consecutive": self.consecutive, "total_skipped": self.total_skipped}
@@ -80,9 +79,10 @@ class NonFiniteGuard(Callback):
         self.total_skipped = int(state_dict.get("total_skipped", 0))
 
 
-def _all_finite(tensors: list[Tensor]) -> bool:
-    """One device sync for all gradients instead of one per tensor."""
-    if not tensors:
-        return True
-    norms = torch._foreach_norm(tensors)
-    return math.isfinite(float(torch.stack(norms).sum()))
+def _finite_flags(losses: list[Tensor], grads: list[Tensor]) -> tuple[bool, bool]:
+    """(all losses finite, all gradients finite) with a single device-to-host transfer."""
+    reference = grads[0] if grads else (losses[0] if losses else torch.zeros(()))
+    loss_sum = torch.cat(losses).sum() if losses else reference.new_zeros((), dtype=torch.float32)
+    grad_sum = torch.stack([n.float() for n in torch._foreach_norm(grads)]).sum() if grads else loss_sum.new_zeros(())
+    loss_finite, grads_finite = torch.isfinite(torch.stack([loss_sum.to(grad_sum.device), grad_sum])).tolist()
+    return bool(loss_finite), bool(grads_finite)

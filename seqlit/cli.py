@@ -84,6 +84,15 @@ class SeqlitCLI(LightningCLI):
             help="Where `predict` writes its CSV (default: <log dir>/predictions.csv).",
         )
 
+    def before_fit(self) -> None:
+        self._resolve_last_checkpoint()
+
+    def before_validate(self) -> None:
+        self._resolve_last_checkpoint()
+
+    def before_test(self) -> None:
+        self._resolve_last_checkpoint()
+
     def after_fit(self) -> None:
         self.fit_metrics = {key: float(value) for key, value in self.trainer.callback_metrics.items()}
         if not self.config[self.subcommand].get("test_after_fit"):
@@ -95,10 +104,29 @@ class SeqlitCLI(LightningCLI):
         )
 
     def before_predict(self) -> None:
+        self._resolve_last_checkpoint()
         path = self.config["predict"].get("predictions_path")
         if path is None:
             path = str(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.csv")
         self.trainer.callbacks.append(PredictionWriter(path))
+
+
+    def _resolve_last_checkpoint(self) -> None:
+        """`--ckpt_path last` means the newest `last*.ckpt` of this run name, across versions.
+
+        Lightning looks for "last" only in the *new* run's checkpoint folder, which with versioned
+        log folders is always empty, so it would silently start from scratch.
+        """
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        roots = [Path(logger.root_dir) for logger in self.trainer.loggers if getattr(logger, "root_dir", None)]
+        roots.append(Path(self.trainer.default_root_dir))
+        found = [path for root in roots if root.exists() for path in root.glob("**/checkpoints/last*.ckpt")]
+        if found:
+            newest = max(found, key=lambda path: path.stat().st_mtime)
+            print(f"seqlit: --ckpt_path last -> {newest}", file=sys.stderr)
+            config["ckpt_path"] = str(newest)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -133,3 +133,14 @@ def test_default_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch)
     assert default_precision() == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert default_precision() == "16-mixed"
+
+
+def test_ckpt_path_last_resumes_the_newest_run_across_log_versions() -> None:
+    first = SeqlitCLI(args=["fit", "--config", str(RECIPES[0]), "--trainer.max_epochs", "1",
+                            "--test_after_fit", "false", *QUIET])
+    steps_per_epoch = first.trainer.global_step
+    resumed = SeqlitCLI(args=["fit", "--config", str(RECIPES[0]), "--trainer.max_epochs", "2",
+                              "--ckpt_path", "last", "--test_after_fit", "false", *QUIET])
+    assert resumed.trainer.log_dir != first.trainer.log_dir  # a new version folder, yet it resumed
+    assert resumed.trainer.global_step == 2 * steps_per_epoch
+    assert str(resumed.config_init["fit"]["ckpt_path"]).startswith(str(Path(first.trainer.log_dir)))

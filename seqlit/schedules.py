@@ -1,8 +1,9 @@
-"""Learning-rate schedules: short linear warmup, then cosine decay to a floor."""
+"""Schedules: LR warmup then cosine decay, and teacher-forcing ramps for scheduled sampling."""
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -41,3 +42,75 @@ def warmup_cosine_scheduler(
         raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
     warmup_steps = int(round(warmup_fraction * total_steps))
     return LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, min_lr_ratio))
+
+
+TeacherForcingKind = Literal["constant", "linear", "exponential", "inverse_sigmoid"]
+TEACHER_FORCING_KINDS: tuple[str, ...] = ("constant", "linear", "exponential", "inverse_sigmoid")
+
+
+class TeacherForcingSchedule:
+    """Teacher-forcing probability ε_i at global step i for scheduled sampling (Bengio et al. 2015).
+
+    The decoder feeds the ground truth with probability ε_i and its own prediction otherwise; ε
+    decays so training moves towards the conditions of free-running inference.
+
+    - `constant`: ε = 1 (always teacher forcing; k and c unused).
+    - `linear`: ε = max(minimum, k - c·i); defaults k=1.0, c=1e-4 (reaches 0 at step 10,000).
+    - `exponential`: ε = max(minimum, k**i), 0 < k < 1; default k=0.9999 (ε = 0.5 near step 6,900).
+    - `inverse_sigmoid`: ε = max(minimum, k / (k + exp(i / k))), k >= 1; default k=1000
+      (ε = 0.5 at step k·ln k ≈ 6,900).
+    """
+
+    def __init__(
+        self,
+        kind: TeacherForcingKind = "inverse_sigmoid",
+        k: float | None = None,
+        c: float | None = None,
+        minimum: float = 0.0,
+    ) -> None:
+        if kind not in TEACHER_FORCING_KINDS:
+            raise ValueError(
+                f"unknown teacher-forcing kind {kind!r}; choose one of {', '.join(map(repr, TEACHER_FORCING_KINDS))}."
+            )
+        if not 0.0 <= minimum <= 1.0:
+            raise ValueError(f"minimum must be in [0, 1], got {minimum}")
+        if kind == "constant" and (k is not None or c is not None):
+            raise ValueError("kind='constant' takes no k or c; leave them as None.")
+        if c is not None and kind != "linear":
+            raise ValueError(f"c is only used by kind='linear', got kind={kind!r}; leave c as None.")
+        if kind == "linear":
+            k = 1.0 if k is None else k
+            c = 1e-4 if c is None else c
+            if not 0.0 < k <= 1.0:
+                raise ValueError(f"kind='linear' needs 0 < k <= 1 (the starting probability), got k={k}")
+            if c < 0.0:
+                raise ValueError(f"kind='linear' needs c >= 0 (the decrease per step), got c={c}")
+        elif kind == "exponential":
+            k = 0.9999 if k is None else k
+            if not 0.0 < k < 1.0:
+                raise ValueError(f"kind='exponential' needs 0 < k < 1 (the decay per step), got k={k}")
+        elif kind == "inverse_sigmoid":
+            k = 1000.0 if k is None else k
+            if k < 1.0:
+                raise ValueError(f"kind='inverse_sigmoid' needs k >= 1 (larger k decays later), got k={k}")
+        self.kind = kind
+        self.k = k
+        self.c = c
+        self.minimum = minimum
+
+    def __call__(self, step: int) -> float:
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        if self.kind == "constant":
+            return 1.0
+        assert self.k is not None
+        if self.kind == "linear":
+            assert self.c is not None
+            probability = self.k - self.c * step
+        elif self.kind == "exponential":
+            probability = self.k**step
+        else:
+            # k / (k + e^(i/k)) rewritten with e^(-i/k), which underflows to 0 instead of overflowing.
+            decay = math.exp(-step / self.k)
+            probability = self.k * decay / (self.k * decay + 1.0)
+        return max(self.minimum, probability)

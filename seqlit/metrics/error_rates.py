@@ -17,12 +17,8 @@ from torchmetrics import Metric
 _STRESS_DIGIT = re.compile(r"[012]$")
 
 
-class WordErrorRate(Metric):
-    """Fraction of words whose predicted pronunciation matches none of its references.
-
-    With `stress=False` stress digits are stripped from both sides first (AH0 == AH1), as in most
-    published G2P results. `compute()` is NaN before any word has been seen.
-    """
+class _ErrorCountMetric(Metric):
+    """Summed `errors` / `total` counts (exact under DDP sync) and the shared stress option."""
 
     is_differentiable = False
     higher_is_better = False
@@ -36,6 +32,17 @@ class WordErrorRate(Metric):
         self.stress = stress
         self.add_state("errors", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def compute(self) -> Tensor:
+        return self.errors.float() / self.total.float()
+
+
+class WordErrorRate(_ErrorCountMetric):
+    """Fraction of words whose predicted pronunciation matches none of its references.
+
+    With `stress=False` stress digits are stripped from both sides first (AH0 == AH1), as in most
+    published G2P results. `compute()` is NaN before any word has been seen.
+    """
 
     def update(self, predictions: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]]) -> None:
         """Counts a word wrong unless its prediction equals one of its references exactly."""
@@ -45,32 +52,15 @@ class WordErrorRate(Metric):
         self.errors += wrong
         self.total += len(predictions)
 
-    def compute(self) -> Tensor:
-        """Word error rate in [0, 1]."""
-        return self.errors.float() / self.total.float()
 
-
-class PhonemeErrorRate(Metric):
+class PhonemeErrorRate(_ErrorCountMetric):
     """Phoneme edit distance to each word's closest reference, over the length of those references.
 
     Per word the reference with the smallest edit distance is chosen (ties go to the shorter one,
     the stricter, larger-PER choice), and PER = sum of distances / sum of chosen reference lengths.
     With a single reference per word this is torchmetrics' word_error_rate over phoneme tokens.
-    `compute()` is NaN before any phoneme has been seen.
+    It can exceed 1 when predictions insert many phonemes. `compute()` is NaN before any phoneme has been seen.
     """
-
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
-    errors: Tensor
-    total: Tensor
-
-    def __init__(self, stress: bool = True, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.stress = stress
-        self.add_state("errors", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, predictions: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]]) -> None:
         """Adds each word's distance to its closest reference and that reference's length."""
@@ -82,10 +72,6 @@ class PhonemeErrorRate(Metric):
             length_sum += length
         self.errors += distance_sum
         self.total += length_sum
-
-    def compute(self) -> Tensor:
-        """Phoneme error rate (can exceed 1 when predictions insert many phonemes)."""
-        return self.errors.float() / self.total.float()
 
 
 def edit_distance(hypothesis: Sequence[Hashable], reference: Sequence[Hashable]) -> int:

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.seqlit-installed
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo demo-g2p test test-all bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m seqlit.demo --config configs/japanese_vowels_gru.yaml --seeds 0 1 2
+
+# Small grapheme-to-phoneme model on CMUdict (~3 min), then pronunciations for examples/g2p_words.txt.
+demo-g2p: $(STAMP)
+	$(BIN)/seqlit fit --config configs/g2p_cmudict_small.yaml --trainer.enable_progress_bar false
+	$(BIN)/seqlit predict --config configs/g2p_cmudict_small.yaml --ckpt_path last \
+		--data.init_args.predict_path examples/g2p_words.txt --trainer.enable_progress_bar false
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

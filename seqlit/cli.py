@@ -1,6 +1,6 @@
 """`seqlit fit|validate|test|predict --config ...`: LightningCLI with data-derived sizes linked in.
 
-Sizes that come from the data (features, classes, class names) are linked from the instantiated
+Sizes that come from the data (features, classes, class names, vocabularies) are linked from the instantiated
 data module into the model, so configs never repeat them and can never disagree with the data.
 """
 
@@ -71,6 +71,9 @@ class SeqlitCLI(LightningCLI):
         parser.link_arguments("data.n_features", "model.init_args.n_features", apply_on="instantiate")
         parser.link_arguments("data.n_classes", "model.init_args.n_classes", apply_on="instantiate")
         parser.link_arguments("data.classes", "model.init_args.class_names", apply_on="instantiate")
+        # Seq2seq vocabularies; jsonargparse skips a link whose source or target the chosen classes lack.
+        parser.link_arguments("data.source_tokens", "model.init_args.source_tokens", apply_on="instantiate")
+        parser.link_arguments("data.target_tokens", "model.init_args.target_tokens", apply_on="instantiate")
         parser.add_argument(
             "--test_after_fit",
             type=bool,

@@ -20,6 +20,18 @@ PAD_ID: int = 0
 IGNORE_INDEX: int = -100
 """Target value that losses skip (matches `torch.nn.CrossEntropyLoss(ignore_index=-100)`)."""
 
+UNK_ID: int = 1
+"""Token id for a token outside the vocabulary (fitted on the training split only)."""
+
+BOS_ID: int = 2
+"""Token id that starts every decoder input sequence."""
+
+EOS_ID: int = 3
+"""Token id that ends every target sequence; decoding stops when it is produced."""
+
+SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<unk>", "<s>", "</s>")
+"""Names of PAD_ID, UNK_ID, BOS_ID, EOS_ID, in id order: the first entries of every vocabulary."""
+
 
 @dataclass
 class SeqBatch:
@@ -65,5 +77,64 @@ class SeqBatch:
             targets=self.targets.pin_memory(),
             mask=self.mask.pin_memory(),
             lengths=self.lengths.pin_memory(),
+            indices=self.indices.pin_memory(),
+        )
+
+
+@dataclass
+class Seq2SeqBatch:
+    """A padded batch of source/target token sequences for encoder-decoder models.
+
+    Shapes: S source length, T target length (+1 for BOS/EOS). `target_inputs` starts with BOS and
+    `target_outputs` ends with EOS (shifted by one); outputs are padded with IGNORE_INDEX so the loss
+    skips them. `references` holds every acceptable target (token id tuples without BOS/EOS) per item,
+    for metrics where several answers are right (e.g. alternate pronunciations). At predict time the
+    target tensors are (B, 0) and `references` is empty per item.
+    """
+
+    sources: Tensor  # (B, S) long, padded with PAD_ID
+    source_lengths: Tensor  # (B,) long, real source tokens per sequence (kept on the CPU)
+    source_mask: Tensor  # (B, S) bool, True on real source tokens
+    target_inputs: Tensor  # (B, T) long: BOS y_1 .. y_n, padded with PAD_ID
+    target_outputs: Tensor  # (B, T) long: y_1 .. y_n EOS, padded with IGNORE_INDEX
+    references: list[list[tuple[int, ...]]]  # per item: every acceptable target, ids without BOS/EOS
+    indices: Tensor  # (B,) long, dataset positions
+    n_tokens: int  # real source tokens in the batch
+    n_pad: int  # padded source positions in the batch
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.source_lengths.shape[0])
+
+    @property
+    def n_target_tokens(self) -> int:
+        """Real target tokens (including EOS): the count the token-level loss is averaged over."""
+        return int((self.target_outputs != IGNORE_INDEX).sum())
+
+    @property
+    def padding_ratio(self) -> float:
+        """Fraction of the padded source grid that is padding."""
+        total = self.n_tokens + self.n_pad
+        return self.n_pad / total if total else 0.0
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Seq2SeqBatch:
+        """Moves tensors to `device`; `source_lengths` and `indices` stay on the CPU."""
+        return replace(
+            self,
+            sources=self.sources.to(device, non_blocking=non_blocking),
+            source_mask=self.source_mask.to(device, non_blocking=non_blocking),
+            target_inputs=self.target_inputs.to(device, non_blocking=non_blocking),
+            target_outputs=self.target_outputs.to(device, non_blocking=non_blocking),
+        )
+
+    def pin_memory(self) -> Seq2SeqBatch:
+        """Lets `DataLoader(pin_memory=True)` pin a custom batch type."""
+        return replace(
+            self,
+            sources=self.sources.pin_memory(),
+            source_lengths=self.source_lengths.pin_memory(),
+            source_mask=self.source_mask.pin_memory(),
+            target_inputs=self.target_inputs.pin_memory(),
+            target_outputs=self.target_outputs.pin_memory(),
             indices=self.indices.pin_memory(),
         )

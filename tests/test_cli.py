@@ -10,6 +10,7 @@ from seqlit.cli import SeqlitCLI, main
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (REPO / "configs").glob("*.yaml"))
+JV_GRU = REPO / "configs/japanese_vowels_gru.yaml"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -21,7 +22,8 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)
 def test_every_config_runs_fast_dev_run(config: Path) -> None:
     cli = SeqlitCLI(args=["fit", "--config", str(config), "--trainer.fast_dev_run", "true", *QUIET])
-    assert cli.test_results is not None and "test/acc" in cli.test_results[0]
+    assert cli.test_results is not None
+    assert {"test/acc", "test/wer"} & set(cli.test_results[0])
 
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)
@@ -34,7 +36,7 @@ def test_every_config_prints_its_resolved_config(config: Path, capsys: pytest.Ca
 
 
 def test_training_logs_grad_padding_and_validation_metrics_to_csv() -> None:
-    cli = SeqlitCLI(args=["fit", "--config", str(RECIPES[0]), "--trainer.max_epochs", "1", *QUIET])
+    cli = SeqlitCLI(args=["fit", "--config", str(JV_GRU), "--trainer.max_epochs", "1", *QUIET])
     metrics = pd.read_csv(Path(cli.trainer.log_dir) / "metrics.csv")
     for column in ("grad/norm_total", "grad/norm_clipped", "grad/norm/encoder.rnn.l0", "grad/norm_total_epoch",
                    "grad/norm_gate/encoder.rnn.l0/update", "data/padding_ratio", "data/tokens_per_sec",
@@ -63,7 +65,7 @@ def test_wandb_logger_config_runs_offline_with_our_metrics(monkeypatch: pytest.M
 
 def test_config_typo_names_the_closest_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(RECIPES[0]), "--model.init_args.hiden_size", "32"])
+        main(["fit", "--config", str(JV_GRU), "--model.init_args.hiden_size", "32"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "hiden_size" in err and "hidden_size" in err
@@ -71,7 +73,7 @@ def test_config_typo_names_the_closest_option(capsys: pytest.CaptureFixture[str]
 
 def test_missing_data_file_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(RECIPES[0]), "--data.init_args.dataset", "long_format",
+        main(["fit", "--config", str(JV_GRU), "--data.init_args.dataset", "long_format",
               "--data.init_args.train_path", "no/such/file.csv"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
@@ -100,12 +102,12 @@ def test_fit_then_predict_a_new_csv_and_refuse_another_label_set(
     new = _labelled_csv(tmp_path / "new.csv", ("cat", "dog", "eel"), n_per_label=3, with_labels=False)
     data_args = ["--data.init_args.dataset", "long_format", "--data.init_args.train_path", str(train)]
     fit = SeqlitCLI(
-        args=["fit", "--config", str(RECIPES[0]), *data_args, "--trainer.max_epochs", "3", *QUIET]
+        args=["fit", "--config", str(JV_GRU), *data_args, "--trainer.max_epochs", "3", *QUIET]
     )
     checkpoint = Path(fit.trainer.checkpoint_callback.last_model_path)
     assert checkpoint.exists()
     out = tmp_path / "predictions.csv"
-    main(["predict", "--config", str(RECIPES[0]), *data_args, "--data.init_args.predict_path", str(new),
+    main(["predict", "--config", str(JV_GRU), *data_args, "--data.init_args.predict_path", str(new),
           "--ckpt_path", str(checkpoint), "--predictions_path", str(out), *QUIET])
     predictions = pd.read_csv(out)
     assert len(predictions) == 9
@@ -114,11 +116,45 @@ def test_fit_then_predict_a_new_csv_and_refuse_another_label_set(
 
     other = _labelled_csv(tmp_path / "other.csv", ("cat", "dog", "fox"))
     with pytest.raises(SystemExit) as exit_info:
-        main(["test", "--config", str(RECIPES[0]), "--data.init_args.dataset", "long_format",
+        main(["test", "--config", str(JV_GRU), "--data.init_args.dataset", "long_format",
               "--data.init_args.train_path", str(other), "--ckpt_path", str(checkpoint), *QUIET])
     assert exit_info.value.code == 2
     assert "classes" in capsys.readouterr().err
     assert checkpoint.exists()  # a refused resume loses nothing
+
+
+G2P_SMALL = REPO / "configs/g2p_cmudict_small.yaml"
+G2P_SHORT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "20", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]
+
+
+def test_g2p_fit_then_predict_a_word_list_and_refuse_another_vocabulary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fit = SeqlitCLI(args=["fit", "--config", str(G2P_SMALL), *G2P_SHORT, *QUIET])
+    assert fit.test_results is not None and 0.0 <= fit.test_results[0]["test/wer"] <= 1.0
+    assert fit.fit_metrics["train/teacher_forcing_prob"] == 1.0
+    checkpoint = Path(fit.trainer.checkpoint_callback.best_model_path)
+    words = tmp_path / "words.txt"
+    words.write_text("Phoneme\nlightning\n\nrecurrent\n", encoding="utf-8")
+    out = tmp_path / "pronunciations.csv"
+    main(["predict", "--config", str(G2P_SMALL), "--data.init_args.predict_path", str(words),
+          "--ckpt_path", str(checkpoint), "--predictions_path", str(out), *QUIET])
+    predictions = pd.read_csv(out, keep_default_na=False)
+    assert predictions["id"].tolist() == ["phoneme", "lightning", "recurrent"]  # lowercased, in file order
+    phonemes = set(fit.model.hparams.target_tokens[4:])
+    assert all(p and set(p.split()) <= phonemes for p in predictions["prediction"])
+
+    # a dictionary with other symbols gives other vocabularies: refused, checkpoint untouched
+    other = tmp_path / "other.dict"
+    other.write_text("\n".join(f"W{i}  Q{i % 3} R" for i in range(60)) + "\n", encoding="utf-8")
+    size = checkpoint.stat().st_size
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--config", str(G2P_SMALL), "--data.init_args.dataset", "pronunciation_file",
+              "--data.init_args.train_path", str(other), "--data.init_args.val_fraction", "0.2",
+              "--data.init_args.test_fraction", "0.2", "--ckpt_path", str(checkpoint), *QUIET])
+    assert exit_info.value.code == 2
+    assert "vocabulary" in capsys.readouterr().err
+    assert checkpoint.stat().st_size == size
 
 
 def test_default_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,10 +172,10 @@ def test_default_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_ckpt_path_last_resumes_the_newest_run_across_log_versions() -> None:
-    first = SeqlitCLI(args=["fit", "--config", str(RECIPES[0]), "--trainer.max_epochs", "1",
+    first = SeqlitCLI(args=["fit", "--config", str(JV_GRU), "--trainer.max_epochs", "1",
                             "--test_after_fit", "false", *QUIET])
     steps_per_epoch = first.trainer.global_step
-    resumed = SeqlitCLI(args=["fit", "--config", str(RECIPES[0]), "--trainer.max_epochs", "2",
+    resumed = SeqlitCLI(args=["fit", "--config", str(JV_GRU), "--trainer.max_epochs", "2",
                               "--ckpt_path", "last", "--test_after_fit", "false", *QUIET])
     assert resumed.trainer.log_dir != first.trainer.log_dir  # a new version folder, yet it resumed
     assert resumed.trainer.global_step == 2 * steps_per_epoch

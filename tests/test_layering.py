@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "callbacks": {"types", "errors"},
     "cli": {"types", "errors", "schedules", "data", "nn", "metrics", "tasks", "callbacks"},
     "demo": {"cli", "types", "errors"},
+    "plots": {"types", "errors", "tasks"},
 }
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "types": {"lightning", "pytorch_lightning", "numpy", "pandas"},

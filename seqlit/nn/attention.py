@@ -74,8 +74,9 @@ class Attention(nn.Module):
         values: Tensor | None = None,
         projected_keys: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """query (B, H_q), keys (B, S, H_k), mask (B, S) True on real steps, values (B, S, H_v) defaulting
-        to keys -> context (B, H_v), weights (B, S) summing to 1 over real steps and 0 on padding.
+        """query (B, H_q) or (B, Q, H_q) for Q queries at once, keys (B, S, H_k), mask (B, S) True on
+        real steps, values (B, S, H_v) defaulting to keys -> context (B, H_v) / (B, Q, H_v) and
+        weights (B, S) / (B, Q, S), summing to 1 over real steps and 0 on padding.
 
         Raises ValueError if a row of `mask` has no real step, since its softmax would be undefined.
         """
@@ -84,21 +85,26 @@ class Attention(nn.Module):
         if not bool(mask.any(dim=-1).all()):
             empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
             raise ValueError(f"mask rows {empty} have no real source step; every sequence needs length >= 1.")
+        single = query.dim() == 2
+        queries = query.unsqueeze(1) if single else query  # (B, Q, H_q)
         if projected_keys is None:
             projected_keys = self.project_keys(keys)  # (B, S, H_q) or (B, S, A)
         values = keys if values is None else values  # (B, S, H_v)
         # A 0 weight times inf/NaN padding is still NaN, so padded values are zeroed, not just down-weighted.
         values = values.masked_fill(~mask.unsqueeze(-1), 0.0)  # (B, S, H_v)
-        scores = self._scores(query, projected_keys)  # (B, S)
-        scores = scores.masked_fill(~mask, float("-inf"))  # (B, S)
-        weights = torch.softmax(scores, dim=-1)  # (B, S)
-        context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, H_v)
+        scores = self._scores(queries, projected_keys)  # (B, Q, S)
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, Q, S)
+        weights = torch.softmax(scores, dim=-1)  # (B, Q, S)
+        context = torch.bmm(weights, values)  # (B, Q, H_v)
+        if single:
+            return context.squeeze(1), weights.squeeze(1)  # (B, H_v), (B, S)
         return context, weights
 
-    def _scores(self, query: Tensor, projected_keys: Tensor) -> Tensor:
-        """Unnormalised score of every source step: query (B, H_q), projected keys (B, S, *) -> (B, S)."""
+    def _scores(self, queries: Tensor, projected_keys: Tensor) -> Tensor:
+        """Unnormalised score of every source step: queries (B, Q, H_q), projected keys (B, S, *) -> (B, Q, S)."""
         if self.kind == "additive":
             assert self.query_projection is not None and self.score is not None
-            projected_query = self.query_projection(query).unsqueeze(1)  # (B, 1, A)
-            return self.score(torch.tanh(projected_keys + projected_query)).squeeze(-1)  # (B, S)
-        return torch.bmm(projected_keys, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
+            projected_query = self.query_projection(queries).unsqueeze(2)  # (B, Q, 1, A)
+            hidden = torch.tanh(projected_keys.unsqueeze(1) + projected_query)  # (B, Q, S, A)
+            return self.score(hidden).squeeze(-1)  # (B, Q, S)
+        return torch.bmm(queries, projected_keys.transpose(1, 2))  # (B, Q, S)

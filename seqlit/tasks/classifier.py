@@ -16,7 +16,7 @@ from seqlit.nn.encoders import CellType, RNNEncoder
 from seqlit.nn.init import init_linear_
 from seqlit.nn.pooling import PoolingType, SequencePooling
 from seqlit.tasks.accumulation import EffectiveBatchNormalizer
-from seqlit.tasks.optim import OptimizerName, configure_optimizer
+from seqlit.tasks.optim import OptimizerName, configure_from_hparams
 from seqlit.types import SeqBatch
 
 
@@ -106,15 +106,7 @@ class SequenceClassifier(pl.LightningModule):
         }
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizer(
-            self,
-            self.hparams.optimizer,
-            self.hparams.lr,
-            self.hparams.weight_decay,
-            int(self.trainer.estimated_stepping_batches),
-            self.hparams.warmup_fraction,
-            self.hparams.min_lr_ratio,
-        )
+        return configure_from_hparams(self)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuses a checkpoint whose classes differ from the data's: predictions would be mislabelled."""

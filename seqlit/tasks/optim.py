@@ -42,3 +42,18 @@ def configure_optimizer(
     optimizer = OPTIMIZERS[name](parameter_groups(module, weight_decay), lr=lr)
     scheduler = warmup_cosine_scheduler(optimizer, max(1, total_steps), warmup_fraction, min_lr_ratio)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def configure_from_hparams(module: Any) -> dict[str, Any]:
+    """`configure_optimizers` for a task whose hparams hold optimizer, lr, weight_decay, warmup_fraction
+    and min_lr_ratio; the schedule spans the trainer's estimated optimizer steps."""
+    hparams = module.hparams
+    return configure_optimizer(
+        module,
+        hparams.optimizer,
+        hparams.lr,
+        hparams.weight_decay,
+        int(module.trainer.estimated_stepping_batches),
+        hparams.warmup_fraction,
+        hparams.min_lr_ratio,
+    )

@@ -3,19 +3,15 @@ normalised on train only, bucketed by length."""
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from seqlit.data.bucketing import BucketBatchSampler
 from seqlit.data.collate import SequenceCollator
 from seqlit.data.datasets import SequenceClassificationDataset
-from seqlit.data.datamodules.resume import resume_position
+from seqlit.data.datamodules.loaders import LengthBucketedDataModule
 from seqlit.data.normalise import FeatureNormalizer
 from seqlit.data.sources import SequenceRecords, load_japanese_vowels, load_long_format
 from seqlit.data.splits import Split, audit, chronological_split, entity_split, stratified_split
@@ -24,7 +20,7 @@ from seqlit.errors import CheckpointMismatchError, DataError
 Stage = Literal["train", "val", "test", "predict"]
 
 
-class SequenceClassificationDataModule(pl.LightningDataModule):
+class SequenceClassificationDataModule(LengthBucketedDataModule):
     """Classifies whole variable-length multivariate sequences.
 
     Args:
@@ -128,18 +124,6 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
             if records.labels is not None:
                 self._check_labels("predict", records, class_to_index)
             self.datasets["predict"] = SequenceClassificationDataset(records, class_to_index, self.normalizer)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
 
     def item_ids(self, stage: Stage) -> np.ndarray:
         """Sequence ids of a split's items, by dataset index (used to label predictions)."""
@@ -269,41 +253,6 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
                 "sequences or make sure the training split contains every class."
             )
 
-    def _loader(self, stage: Stage, shuffle: bool) -> DataLoader:
-        if stage not in self.datasets:
-            raise RuntimeError(f"{stage}_dataloader called before setup")
-        dataset = self.datasets[stage]
-        common: dict[str, Any] = {
-            "collate_fn": self.collate,
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
-            "persistent_workers": self.num_workers > 0,
-        }
-        seed = self._sampler_seed()
-        # A private generator seeds worker base seeds, so creating an iterator never draws from the
-        # global RNG: a resumed run then sees the same dropout masks as an uninterrupted one.
-        common["generator"] = torch.Generator().manual_seed(seed)
-        if not self.bucketing:
-            return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, **common)
-        sampler = BucketBatchSampler(
-            dataset.lengths.tolist(),
-            batch_size=self.batch_size,
-            max_tokens=self.max_tokens,
-            shuffle=shuffle,
-            seed=seed,
-            bucket_size_multiplier=self.bucket_size_multiplier,
-            resume_from=self._resume_position if stage == "train" else None,
-        )
-        return DataLoader(dataset, batch_sampler=sampler, **common)
-
-    def _resume_position(self) -> tuple[int | None, int]:
-        return resume_position(self.trainer)
-
-    def _sampler_seed(self) -> int:
-        """The configured seed, else the run's `seed_everything` seed, so seeds change batch order."""
-        if self.sampler_seed is not None:
-            return self.sampler_seed
-        return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 def _sorted_labels(labels: np.ndarray | None) -> list[str]:

@@ -1,0 +1,278 @@
+"""Attention seq2seq (e.g. grapheme-to-phoneme): bidirectional RNN encoder, attention decoder,
+scheduled sampling during training, free-running greedy/beam decoding for evaluation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.text import Perplexity
+
+from seqlit.errors import CheckpointMismatchError
+from seqlit.metrics.error_rates import PhonemeErrorRate, WordErrorRate
+from seqlit.nn.attention import AttentionKind
+from seqlit.nn.decoders import AttentionDecoder, DecoderOutput, Hypotheses, Memory, SamplingMode
+from seqlit.nn.encoders import CellType, RNNEncoder
+from seqlit.schedules import TeacherForcingKind, TeacherForcingSchedule
+from seqlit.tasks.accumulation import EffectiveBatchNormalizer
+from seqlit.tasks.optim import OptimizerName, configure_from_hparams
+from seqlit.types import IGNORE_INDEX, PAD_ID, SPECIAL_TOKENS, UNK_ID, Seq2SeqBatch
+
+Decoding = Literal["greedy", "beam"]
+
+
+def _error_rates(prefix: str) -> MetricCollection:
+    """WER/PER with stress digits stripped (the published convention) and kept.
+
+    `compute_groups=False`: torchmetrics would otherwise merge metrics whose states are equal after
+    the first batch (e.g. WER with and without stress while every word is still wrong) and report
+    one of them twice for the rest of the epoch.
+    """
+    return MetricCollection(
+        {
+            "wer": WordErrorRate(stress=False),
+            "per": PhonemeErrorRate(stress=False),
+            "wer_stress": WordErrorRate(stress=True),
+            "per_stress": PhonemeErrorRate(stress=True),
+        },
+        prefix=prefix,
+        compute_groups=False,
+    )
+
+
+class Seq2SeqModel(pl.LightningModule):
+    """Encoder-decoder with attention, trained on token-level cross-entropy over real target tokens.
+
+    `source_tokens` / `target_tokens` (the vocabularies, specials first) come from the data module
+    through CLI linking and are saved in the checkpoint as plain lists, so `predict` can turn ids
+    back into symbols and a checkpoint with another vocabulary is refused.
+
+    Teacher forcing follows `teacher_forcing` (`constant` = always; `linear`, `exponential`,
+    `inverse_sigmoid` = scheduled sampling by global step, Bengio et al. 2015), logged as
+    `train/teacher_forcing_prob`. Validation decodes free-running (greedy), so exposure bias shows
+    in `val/wer`; test decodes greedy and with beam search and logs both (`test/wer` is beam,
+    stress stripped; `test/greedy_*` greedy; `*_stress` with stress digits kept).
+    """
+
+    def __init__(
+        self,
+        source_tokens: list[str],
+        target_tokens: list[str],
+        cell: CellType = "lstm",
+        embedding_size: int = 128,
+        encoder_hidden_size: int = 256,
+        encoder_layers: int = 2,
+        bidirectional: bool = True,
+        decoder_hidden_size: int = 512,
+        decoder_layers: int = 1,
+        attention: AttentionKind = "general",
+        input_feeding: bool = False,
+        dropout: float = 0.3,
+        teacher_forcing: TeacherForcingKind = "constant",
+        teacher_forcing_k: float | None = None,
+        teacher_forcing_c: float | None = None,
+        teacher_forcing_min: float = 0.0,
+        sampling: SamplingMode = "argmax",
+        label_smoothing: float = 0.1,
+        optimizer: OptimizerName = "adamw",
+        lr: float = 2e-3,
+        weight_decay: float = 1e-2,
+        warmup_fraction: float = 0.03,
+        min_lr_ratio: float = 0.01,
+        beam_size: int = 5,
+        length_penalty: float = 1.0,
+        max_decode_length: int = 50,
+        val_decoding: Decoding = "greedy",
+    ) -> None:
+        super().__init__()
+        for name, tokens in (("source_tokens", source_tokens), ("target_tokens", target_tokens)):
+            if list(tokens[: len(SPECIAL_TOKENS)]) != list(SPECIAL_TOKENS):
+                raise ValueError(f"{name} must start with the special tokens {SPECIAL_TOKENS}, got {list(tokens[:4])}")
+        if val_decoding not in ("greedy", "beam"):
+            raise ValueError(f"val_decoding must be 'greedy' or 'beam', got {val_decoding!r}")
+        self.save_hyperparameters()
+        self.teacher_forcing = TeacherForcingSchedule(
+            teacher_forcing, k=teacher_forcing_k, c=teacher_forcing_c, minimum=teacher_forcing_min
+        )
+        self.source_embedding = nn.Embedding(len(source_tokens), embedding_size, padding_idx=PAD_ID)
+        nn.init.normal_(self.source_embedding.weight, std=embedding_size**-0.5)
+        with torch.no_grad():
+            self.source_embedding.weight[PAD_ID].zero_()
+        self.embedding_dropout = nn.Dropout(dropout)
+        self.encoder = RNNEncoder(
+            embedding_size,
+            encoder_hidden_size,
+            num_layers=encoder_layers,
+            cell=cell,
+            bidirectional=bidirectional,
+            dropout=dropout,
+        )
+        self.decoder = AttentionDecoder(
+            vocab_size=len(target_tokens),
+            encoder_size=self.encoder.output_size,
+            encoder_state_size=self.encoder.output_size,
+            embedding_size=embedding_size,
+            hidden_size=decoder_hidden_size,
+            num_layers=decoder_layers,
+            cell=cell,
+            attention=attention,
+            input_feeding=input_feeding,
+            dropout=dropout,
+        )
+        self.source_index = {token: i for i, token in enumerate(source_tokens)}
+        self.step_normalizer = EffectiveBatchNormalizer()
+        self.val_metrics = _error_rates("val/")
+        self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
+        self.test_metrics = _error_rates("test/")
+        self.test_greedy_metrics = _error_rates("test/greedy_")
+        self.test_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
+
+    # ---- model -------------------------------------------------------------------------------------
+    def encode(self, sources: Tensor, source_lengths: Tensor, source_mask: Tensor) -> tuple[Memory, Any]:
+        """sources (B, S) -> attention memory and the decoder's initial state."""
+        embedded = self.embedding_dropout(self.source_embedding(sources))  # (B, S, E)
+        encoded = self.encoder(embedded, source_lengths)  # outputs (B, S, D*H)
+        directions = self.encoder.num_directions
+        final = encoded.hidden[-directions:]  # (D, B, H): top layer, every direction
+        final = final.transpose(0, 1).reshape(sources.shape[0], -1)  # (B, D*H)
+        memory = self.decoder.memory(encoded.outputs, source_mask)
+        return memory, self.decoder.initial_state(final)
+
+    def forward(self, batch: Seq2SeqBatch, teacher_forcing_prob: float = 1.0) -> DecoderOutput:
+        """Logits (B, T, V) for every target position, feeding the ground truth with the given probability."""
+        memory, state = self.encode(batch.sources, batch.source_lengths, batch.source_mask)
+        return self.decoder(
+            batch.target_inputs, state, memory, teacher_forcing_prob=teacher_forcing_prob,
+            sampling=self.hparams.sampling,
+        )
+
+    def decode(self, batch: Seq2SeqBatch, decoding: Decoding, beam_size: int | None = None) -> Hypotheses:
+        """Free-running decoding (no target input at all), greedy or beam search."""
+        memory, state = self.encode(batch.sources, batch.source_lengths, batch.source_mask)
+        max_length = min(self.hparams.max_decode_length, 2 * int(batch.source_lengths.max()) + 10)
+        if decoding == "greedy":
+            return self.decoder.greedy(state, memory, max_length)
+        return self.decoder.beam_search(
+            state, memory, beam_size or self.hparams.beam_size, max_length, self.hparams.length_penalty
+        )
+
+    # ---- training ----------------------------------------------------------------------------------
+    def training_step(self, batch: Seq2SeqBatch, batch_idx: int) -> Tensor:
+        probability = self.teacher_forcing(self.global_step)
+        output = self(batch, teacher_forcing_prob=probability)
+        summed = self._token_loss(output.logits, batch.target_outputs, self.hparams.label_smoothing)
+        n_targets = batch.n_target_tokens
+        self.step_normalizer.add(n_targets)
+        self.log("train/loss", summed.detach() / max(1, n_targets), batch_size=n_targets, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/teacher_forcing_prob", probability, batch_size=batch.batch_size, on_step=True, on_epoch=False)
+        return summed  # divided by the real target tokens of the whole step after backward
+
+    def on_after_backward(self) -> None:
+        self.step_normalizer.on_after_backward(self)
+
+    # ---- evaluation --------------------------------------------------------------------------------
+    def validation_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
+        output = self(batch)  # teacher-forced, for loss and perplexity
+        self._log_loss("val", output, batch, self.val_perplexity)
+        hypotheses = self.decode(batch, self.hparams.val_decoding)
+        self.val_metrics.update(*self._texts(hypotheses, batch))
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=False, batch_size=batch.batch_size)
+
+    def test_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
+        output = self(batch)
+        self._log_loss("test", output, batch, self.test_perplexity)
+        for decoding, metrics in (("greedy", self.test_greedy_metrics), ("beam", self.test_metrics)):
+            metrics.update(*self._texts(self.decode(batch, decoding), batch))
+            self.log_dict(metrics, on_epoch=True, batch_size=batch.batch_size)
+
+    def predict_step(self, batch: Seq2SeqBatch, batch_idx: int) -> dict[str, Any]:
+        hypotheses = self.decode(batch, "beam")
+        return {"index": batch.indices, "prediction": [" ".join(self.target_symbols(ids)) for ids in hypotheses.as_lists()]}
+
+    def _log_loss(self, stage: str, output: DecoderOutput, batch: Seq2SeqBatch, perplexity: Perplexity) -> None:
+        n_targets = batch.n_target_tokens
+        loss = self._token_loss(output.logits, batch.target_outputs, 0.0) / max(1, n_targets)
+        self.log(f"{stage}/loss", loss, batch_size=n_targets, on_epoch=True, prog_bar=stage == "val")
+        perplexity.update(output.logits.float(), batch.target_outputs)
+        self.log(f"{stage}/ppl", perplexity, on_epoch=True, batch_size=n_targets)
+
+    @staticmethod
+    def _token_loss(logits: Tensor, targets: Tensor, label_smoothing: float) -> Tensor:
+        """Cross-entropy summed over real target tokens: logits (B, T, V), targets (B, T) with IGNORE_INDEX."""
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+            label_smoothing=label_smoothing,
+        )
+
+    def _texts(self, hypotheses: Hypotheses, batch: Seq2SeqBatch) -> tuple[list[list[str]], list[list[list[str]]]]:
+        predictions = [self.target_symbols(ids) for ids in hypotheses.as_lists()]
+        references = [[self.target_symbols(ids) for ids in alternatives] for alternatives in batch.references]
+        return predictions, references
+
+    # ---- symbols -----------------------------------------------------------------------------------
+    def target_symbols(self, ids: list[int] | tuple[int, ...]) -> list[str]:
+        tokens: list[str] = self.hparams.target_tokens
+        return [tokens[i] for i in ids]
+
+    def encode_words(self, words: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+        """Characters -> (sources (B, S), lengths (B,), mask (B, S)); unknown characters become UNK."""
+        if not words or any(len(word) == 0 for word in words):
+            raise ValueError("encode_words needs non-empty words")
+        ids = [[self.source_index.get(char, UNK_ID) for char in word] for word in words]
+        lengths = torch.tensor([len(row) for row in ids])
+        sources = torch.full((len(ids), int(lengths.max())), PAD_ID, dtype=torch.long)
+        for row, tokens in enumerate(ids):
+            sources[row, : len(tokens)] = torch.tensor(tokens)
+        mask = sources != PAD_ID
+        return sources.to(self.device), lengths, mask.to(self.device)
+
+    @torch.no_grad()
+    def transcribe(self, words: list[str], decoding: Decoding = "beam") -> list[list[str]]:
+        """Pronunciations (symbol lists) of `words`, written as the training data was (e.g. lowercase)."""
+        was_training = self.training
+        self.eval()
+        sources, lengths, mask = self.encode_words(words)
+        memory, state = self.encode(sources, lengths, mask)
+        max_length = min(self.hparams.max_decode_length, 2 * int(lengths.max()) + 10)
+        if decoding == "greedy":
+            hypotheses = self.decoder.greedy(state, memory, max_length)
+        else:
+            hypotheses = self.decoder.beam_search(state, memory, self.hparams.beam_size, max_length, self.hparams.length_penalty)
+        self.train(was_training)
+        return [self.target_symbols(ids) for ids in hypotheses.as_lists()]
+
+    @torch.no_grad()
+    def attention_map(self, word: str) -> tuple[list[str], Tensor]:
+        """Greedy pronunciation of `word` and its attention weights (T_out, S) for inspection."""
+        was_training = self.training
+        self.eval()
+        sources, lengths, mask = self.encode_words([word])
+        memory, state = self.encode(sources, lengths, mask)
+        hypotheses = self.decoder.greedy(state, memory, min(self.hparams.max_decode_length, 2 * len(word) + 10))
+        self.train(was_training)
+        n = int(hypotheses.lengths[0])
+        assert hypotheses.attention is not None
+        return self.target_symbols(hypotheses.tokens[0, :n].tolist()), hypotheses.attention[0, :n].cpu()
+
+    # ---- optimisation and checkpoints --------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        return configure_from_hparams(self)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuses a checkpoint trained with other vocabularies: its ids would mean other symbols."""
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("source_tokens", "target_tokens"):
+            if key in saved and list(saved[key]) != list(self.hparams[key]):
+                raise CheckpointMismatchError(
+                    f"the checkpoint was trained with a different {key.split('_')[0]} vocabulary "
+                    f"({len(saved[key])} symbols, e.g. {list(saved[key])[4:14]}) than this model "
+                    f"({len(self.hparams[key])} symbols, e.g. {list(self.hparams[key])[4:14]}); use the "
+                    "training run's dictionary and data settings, or train a new model."
+                )

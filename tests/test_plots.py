@@ -1,0 +1,23 @@
+"""Attention heatmap helper: writes a PNG, rejects mismatched labels."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqlit.plots import save_attention_heatmap
+
+
+def test_heatmap_png_is_written(tmp_path: Path) -> None:
+    weights = torch.softmax(torch.randn(4, 6), dim=-1)  # (T_out, S)
+    path = save_attention_heatmap(weights, list("phonem"), ["F", "OW1", "N", "IY2"], tmp_path / "sub" / "a.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 1000
+
+
+def test_heatmap_rejects_labels_that_do_not_match_the_matrix(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="one label per row and per column"):
+        save_attention_heatmap(np.ones((2, 3)) / 3, list("ab"), ["X", "Y"], tmp_path / "a.png")
+    with pytest.raises(ValueError, match="2-D"):
+        save_attention_heatmap(np.ones(3), list("abc"), ["X"], tmp_path / "a.png")

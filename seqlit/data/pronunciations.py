@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqlit.data.sources import require_data_file
 from seqlit.errors import DataError
 
 __all__ = ["PronunciationDictionary", "load_cmudict", "load_pronunciation_file", "load_word_list"]
@@ -123,12 +124,7 @@ def load_word_list(path: str | Path, lowercase: bool = True) -> list[str]:
 
 def _read_lines(file: Path) -> list[tuple[int, str]]:
     """(1-based line number, stripped text) of every line that is neither blank nor a `;;;` comment."""
-    if not file.is_file():
-        what = "is a directory, not a file" if file.is_dir() else "not found"
-        raise DataError(
-            f"data file {what}: {file} (resolved to {file.resolve()}). Check the path in the data config "
-            "(paths are relative to the directory you run seqlit from)."
-        )
+    require_data_file(file)
     lines: list[tuple[int, str]] = []
     # Decoded line by line so a bad byte is reported with its line number.
     for number, raw in enumerate(file.read_bytes().splitlines(), start=1):

@@ -157,14 +157,20 @@ def load_long_format(
     )
 
 
+def require_data_file(path: Path) -> None:
+    """Raises a DataError naming the path (and what it resolves to) unless it is an existing file."""
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "not found"
+        raise DataError(
+            f"data file {what}: {path} (resolved to {path.resolve()}). Check the path in the data config "
+            "(paths are relative to the directory you run seqlit from)."
+        )
+
+
 def _read_table(path: Path):  # -> pandas.DataFrame
     import pandas as pd
 
-    if not path.exists():
-        raise DataError(
-            f"data file not found: {path} (resolved to {path.resolve()}). Check the path in the data "
-            "config (paths are relative to the directory you run seqlit from)."
-        )
+    require_data_file(path)
     suffix = path.suffix.lower()
     if suffix not in LONG_FORMAT_SUFFIXES:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {list(LONG_FORMAT_SUFFIXES)}.")

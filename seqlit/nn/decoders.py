@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from seqlit.nn.attention import Attention, AttentionKind
 from seqlit.nn.encoders import RNN_CLASSES, CellType
-from seqlit.nn.init import init_linear_, init_recurrent_
+from seqlit.nn.init import init_embedding_, init_linear_, init_recurrent_
 from seqlit.types import BOS_ID, EOS_ID, PAD_ID
 
 SamplingMode = Literal["argmax", "sample"]
@@ -113,9 +113,7 @@ class AttentionDecoder(nn.Module):
         self.cell = cell
         self.input_feeding = input_feeding
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
-        nn.init.normal_(self.embedding.weight, std=embedding_size**-0.5)
-        with torch.no_grad():
-            self.embedding.weight[PAD_ID].zero_()
+        init_embedding_(self.embedding)
         rnn_input = embedding_size + (hidden_size if input_feeding else 0)
         self.rnn = RNN_CLASSES[cell](
             rnn_input, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0

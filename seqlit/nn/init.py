@@ -38,3 +38,11 @@ def init_linear_(layer: nn.Linear) -> None:
     nn.init.xavier_uniform_(layer.weight)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
+
+
+def init_embedding_(embedding: nn.Embedding) -> None:
+    """Normal(0, 1/sqrt(E)) rows, so an embedded token starts with about unit norm; the padding row is zero."""
+    nn.init.normal_(embedding.weight, std=embedding.embedding_dim**-0.5)
+    if embedding.padding_idx is not None:
+        with torch.no_grad():
+            embedding.weight[embedding.padding_idx].zero_()

@@ -15,8 +15,9 @@ from torchmetrics.text import Perplexity
 from seqlit.errors import CheckpointMismatchError
 from seqlit.metrics.error_rates import PhonemeErrorRate, WordErrorRate
 from seqlit.nn.attention import AttentionKind
-from seqlit.nn.decoders import AttentionDecoder, DecoderOutput, Hypotheses, Memory, SamplingMode
+from seqlit.nn.decoders import AttentionDecoder, DecoderOutput, DecoderState, Hypotheses, Memory, SamplingMode
 from seqlit.nn.encoders import CellType, RNNEncoder
+from seqlit.nn.init import init_embedding_
 from seqlit.schedules import TeacherForcingKind, TeacherForcingSchedule
 from seqlit.tasks.accumulation import EffectiveBatchNormalizer
 from seqlit.tasks.optim import OptimizerName, configure_from_hparams
@@ -99,9 +100,7 @@ class Seq2SeqModel(pl.LightningModule):
             teacher_forcing, k=teacher_forcing_k, c=teacher_forcing_c, minimum=teacher_forcing_min
         )
         self.source_embedding = nn.Embedding(len(source_tokens), embedding_size, padding_idx=PAD_ID)
-        nn.init.normal_(self.source_embedding.weight, std=embedding_size**-0.5)
-        with torch.no_grad():
-            self.source_embedding.weight[PAD_ID].zero_()
+        init_embedding_(self.source_embedding)
         self.embedding_dropout = nn.Dropout(dropout)
         self.encoder = RNNEncoder(
             embedding_size,
@@ -132,7 +131,7 @@ class Seq2SeqModel(pl.LightningModule):
         self.test_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
 
     # ---- model -------------------------------------------------------------------------------------
-    def encode(self, sources: Tensor, source_lengths: Tensor, source_mask: Tensor) -> tuple[Memory, Any]:
+    def encode(self, sources: Tensor, source_lengths: Tensor, source_mask: Tensor) -> tuple[Memory, DecoderState]:
         """sources (B, S) -> attention memory and the decoder's initial state."""
         embedded = self.embedding_dropout(self.source_embedding(sources))  # (B, S, E)
         encoded = self.encoder(embedded, source_lengths)  # outputs (B, S, D*H)
@@ -153,7 +152,13 @@ class Seq2SeqModel(pl.LightningModule):
     def decode(self, batch: Seq2SeqBatch, decoding: Decoding, beam_size: int | None = None) -> Hypotheses:
         """Free-running decoding (no target input at all), greedy or beam search."""
         memory, state = self.encode(batch.sources, batch.source_lengths, batch.source_mask)
-        max_length = min(self.hparams.max_decode_length, 2 * int(batch.source_lengths.max()) + 10)
+        return self._search(memory, state, int(batch.source_lengths.max()), decoding, beam_size)
+
+    def _search(
+        self, memory: Memory, state: DecoderState, longest_source: int, decoding: Decoding, beam_size: int | None = None
+    ) -> Hypotheses:
+        """Greedy or beam search from an encoded batch, at most 2 * longest source + 10 symbols long."""
+        max_length = min(self.hparams.max_decode_length, 2 * longest_source + 10)
         if decoding == "greedy":
             return self.decoder.greedy(state, memory, max_length)
         return self.decoder.beam_search(
@@ -176,29 +181,32 @@ class Seq2SeqModel(pl.LightningModule):
 
     # ---- evaluation --------------------------------------------------------------------------------
     def validation_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
-        output = self(batch)  # teacher-forced, for loss and perplexity
-        self._log_loss("val", output, batch, self.val_perplexity)
-        hypotheses = self.decode(batch, self.hparams.val_decoding)
+        memory, state = self._evaluate_loss("val", batch, self.val_perplexity)
+        hypotheses = self._search(memory, state, int(batch.source_lengths.max()), self.hparams.val_decoding)
         self.val_metrics.update(*self._texts(hypotheses, batch))
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=False, batch_size=batch.batch_size)
 
     def test_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
-        output = self(batch)
-        self._log_loss("test", output, batch, self.test_perplexity)
+        memory, state = self._evaluate_loss("test", batch, self.test_perplexity)
         for decoding, metrics in (("greedy", self.test_greedy_metrics), ("beam", self.test_metrics)):
-            metrics.update(*self._texts(self.decode(batch, decoding), batch))
+            hypotheses = self._search(memory, state, int(batch.source_lengths.max()), decoding)
+            metrics.update(*self._texts(hypotheses, batch))
             self.log_dict(metrics, on_epoch=True, batch_size=batch.batch_size)
 
     def predict_step(self, batch: Seq2SeqBatch, batch_idx: int) -> dict[str, Any]:
         hypotheses = self.decode(batch, "beam")
         return {"index": batch.indices, "prediction": [" ".join(self.target_symbols(ids)) for ids in hypotheses.as_lists()]}
 
-    def _log_loss(self, stage: str, output: DecoderOutput, batch: Seq2SeqBatch, perplexity: Perplexity) -> None:
+    def _evaluate_loss(self, stage: str, batch: Seq2SeqBatch, perplexity: Perplexity) -> tuple[Memory, DecoderState]:
+        """Encodes once, logs the teacher-forced loss and perplexity, and returns the encoding for decoding."""
+        memory, state = self.encode(batch.sources, batch.source_lengths, batch.source_mask)
+        logits = self.decoder(batch.target_inputs, state, memory).logits  # (B, T, V), teacher-forced
         n_targets = batch.n_target_tokens
-        loss = self._token_loss(output.logits, batch.target_outputs, 0.0) / max(1, n_targets)
+        loss = self._token_loss(logits, batch.target_outputs, 0.0) / max(1, n_targets)
         self.log(f"{stage}/loss", loss, batch_size=n_targets, on_epoch=True, prog_bar=stage == "val")
-        perplexity.update(output.logits.float(), batch.target_outputs)
+        perplexity.update(logits.float(), batch.target_outputs)
         self.log(f"{stage}/ppl", perplexity, on_epoch=True, batch_size=n_targets)
+        return memory, state
 
     @staticmethod
     def _token_loss(logits: Tensor, targets: Tensor, label_smoothing: float) -> Tensor:
@@ -233,33 +241,28 @@ class Seq2SeqModel(pl.LightningModule):
         mask = sources != PAD_ID
         return sources.to(self.device), lengths, mask.to(self.device)
 
-    @torch.no_grad()
     def transcribe(self, words: list[str], decoding: Decoding = "beam") -> list[list[str]]:
         """Pronunciations (symbol lists) of `words`, written as the training data was (e.g. lowercase)."""
-        was_training = self.training
-        self.eval()
-        sources, lengths, mask = self.encode_words(words)
-        memory, state = self.encode(sources, lengths, mask)
-        max_length = min(self.hparams.max_decode_length, 2 * int(lengths.max()) + 10)
-        if decoding == "greedy":
-            hypotheses = self.decoder.greedy(state, memory, max_length)
-        else:
-            hypotheses = self.decoder.beam_search(state, memory, self.hparams.beam_size, max_length, self.hparams.length_penalty)
-        self.train(was_training)
-        return [self.target_symbols(ids) for ids in hypotheses.as_lists()]
+        return [self.target_symbols(ids) for ids in self._decode_words(words, decoding).as_lists()]
 
-    @torch.no_grad()
     def attention_map(self, word: str) -> tuple[list[str], Tensor]:
         """Greedy pronunciation of `word` and its attention weights (T_out, S) for inspection."""
-        was_training = self.training
-        self.eval()
-        sources, lengths, mask = self.encode_words([word])
-        memory, state = self.encode(sources, lengths, mask)
-        hypotheses = self.decoder.greedy(state, memory, min(self.hparams.max_decode_length, 2 * len(word) + 10))
-        self.train(was_training)
+        hypotheses = self._decode_words([word], "greedy")
         n = int(hypotheses.lengths[0])
         assert hypotheses.attention is not None
         return self.target_symbols(hypotheses.tokens[0, :n].tolist()), hypotheses.attention[0, :n].cpu()
+
+    @torch.no_grad()
+    def _decode_words(self, words: list[str], decoding: Decoding) -> Hypotheses:
+        """Decodes raw words in eval mode (no dropout), restoring the previous mode afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            sources, lengths, mask = self.encode_words(words)
+            memory, state = self.encode(sources, lengths, mask)
+            return self._search(memory, state, int(lengths.max()), decoding)
+        finally:
+            self.train(was_training)
 
     # ---- optimisation and checkpoints --------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

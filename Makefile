@@ -11,7 +11,7 @@ STAMP := $(VENV)/.seqlit-installed
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo demo-g2p test test-all bench install clean
+.PHONY: demo demo-g2p demo-lm test test-all bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ demo-g2p: $(STAMP)
 	$(BIN)/seqlit fit --config configs/g2p_cmudict_small.yaml --trainer.enable_progress_bar false
 	$(BIN)/seqlit predict --config configs/g2p_cmudict_small.yaml --ckpt_path last \
 		--data.init_args.predict_path examples/g2p_words.txt --trainer.enable_progress_bar false
+
+# Character language model on Python's bundled docs (~20 min on 2 CPU cores), then two samples.
+demo-lm: $(STAMP)
+	$(BIN)/seqlit fit --config configs/lm_pydoc_char.yaml --trainer.enable_progress_bar false
+	$(BIN)/seqlit predict --config configs/lm_pydoc_char.yaml --ckpt_path last \
+		--data.init_args.prompts '["The with statement", "def "]' --trainer.enable_progress_bar false
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -11,13 +11,9 @@ from 1 to `--final-prob` at the last step, so the ramps differ in shape only. Pr
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
-import time
-import warnings
 
-from seqlit.cli import SeqlitCLI
+from quiet_fit import fit_variant, quiet_logging
 
 KINDS = ("constant", "linear", "exponential", "inverse_sigmoid")
 
@@ -43,30 +39,6 @@ def ramp_arguments(kind: str, total_steps: int, final_prob: float) -> dict[str, 
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def run(config: str, epochs: int, kind: str, ramp: dict[str, float], extra: list[str]) -> tuple[SeqlitCLI, float]:
-    args = [
-        "fit", "--config", config,
-        "--trainer.max_epochs", str(epochs),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.logger", json.dumps(
-            {"class_path": "lightning.pytorch.loggers.CSVLogger",
-             "init_args": {"save_dir": "runs", "name": f"scheduled_sampling_{kind}"}}
-        ),
-        "--test_after_fit", "true",
-        "--model.init_args.teacher_forcing", kind,
-        *[item for key, value in ramp.items() for item in (f"--model.init_args.{key}", str(value))],
-        *extra,
-    ]
-    started = time.perf_counter()
-    cli = _QuietCLI(args=args)
-    return cli, time.perf_counter() - started
-
-
-class _QuietCLI(SeqlitCLI):
-    test_verbose = False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/g2p_cmudict_small.yaml")
@@ -74,9 +46,7 @@ def main() -> None:
     parser.add_argument("--final-prob", type=float, default=0.5, help="teacher-forcing probability at the last step")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     args, extra = parser.parse_known_args()
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet_logging()
 
     rows: list[tuple[str, dict[str, float], float, str]] = []
     total_steps: int | None = None
@@ -86,7 +56,8 @@ def main() -> None:
             # The step count is only known once a data module exists; a 0-epoch fit would also set it
             # up, but the first real run gives it for free, so run teacher forcing (or this kind) first.
             raise SystemExit("put 'constant' first in --kinds: its run measures the number of steps")
-        cli, seconds = run(args.config, args.epochs, kind, ramp, extra)
+        overrides = {"teacher_forcing": kind, **{key: str(value) for key, value in ramp.items()}}
+        cli, seconds = fit_variant(args.config, args.epochs, f"scheduled_sampling_{kind}", overrides, extra)
         total_steps = total_steps or int(cli.trainer.global_step)
         results = dict((cli.test_results or [{}])[0])
         results.update({k: v for k, v in cli.fit_metrics.items() if k.startswith(("data/tokens_per_sec", "val/wer"))})

@@ -74,6 +74,8 @@ class SeqlitCLI(LightningCLI):
         # Seq2seq vocabularies; jsonargparse skips a link whose source or target the chosen classes lack.
         parser.link_arguments("data.source_tokens", "model.init_args.source_tokens", apply_on="instantiate")
         parser.link_arguments("data.target_tokens", "model.init_args.target_tokens", apply_on="instantiate")
+        # Language models: the tokenizer fitted on the training text, stored in the checkpoint as data.
+        parser.link_arguments("data.tokenizer_state", "model.init_args.tokenizer", apply_on="instantiate")
         parser.add_argument(
             "--test_after_fit",
             type=bool,

@@ -138,3 +138,47 @@ class Seq2SeqBatch:
             target_outputs=self.target_outputs.pin_memory(),
             indices=self.indices.pin_memory(),
         )
+
+
+@dataclass
+class LMBatch:
+    """One truncated-BPTT chunk of B parallel token streams: `targets` are `inputs` shifted by one.
+
+    Row b of consecutive batches continues the same stretch of text, so a model may carry its hidden
+    state from one batch to the next. There is no padding: every target is a real next token.
+    `chars_per_token` converts token counts to characters, so bits per character compare across
+    char, word and BPE tokenizers. `nominal_length` is the configured chunk length (bptt): the loss
+    of a chunk is weighted by its length relative to it (AWD-LSTM's learning-rate rescaling). Prompt
+    batches for sampling have empty targets and carry the prompt's `indices`.
+    """
+
+    inputs: Tensor  # (B, T) long
+    targets: Tensor  # (B, T) long, inputs shifted left by one step; (B, 0) for prompts
+    chars_per_token: float  # characters of text per token in this split
+    nominal_length: int = 0  # configured steps per chunk (0: use T)
+    indices: Tensor | None = None  # (B,) prompt positions when sampling
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def n_tokens(self) -> int:
+        """Predicted tokens in the chunk (every position is real)."""
+        return int(self.targets.numel())
+
+    @property
+    def n_pad(self) -> int:
+        """Streams are never padded (read by the padding-ratio monitor)."""
+        return 0
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> LMBatch:
+        return replace(
+            self,
+            inputs=self.inputs.to(device, non_blocking=non_blocking),
+            targets=self.targets.to(device, non_blocking=non_blocking),
+        )
+
+    def pin_memory(self) -> LMBatch:
+        """Lets `DataLoader(pin_memory=True)` pin a custom batch type."""
+        return replace(self, inputs=self.inputs.pin_memory(), targets=self.targets.pin_memory())

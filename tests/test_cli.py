@@ -23,7 +23,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_config_runs_fast_dev_run(config: Path) -> None:
     cli = SeqlitCLI(args=["fit", "--config", str(config), "--trainer.fast_dev_run", "true", *QUIET])
     assert cli.test_results is not None
-    assert {"test/acc", "test/wer"} & set(cli.test_results[0])
+    assert {"test/acc", "test/wer", "test/bpc"} & set(cli.test_results[0])
 
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)
@@ -154,6 +154,39 @@ def test_g2p_fit_then_predict_a_word_list_and_refuse_another_vocabulary(
               "--data.init_args.test_fraction", "0.2", "--ckpt_path", str(checkpoint), *QUIET])
     assert exit_info.value.code == 2
     assert "vocabulary" in capsys.readouterr().err
+    assert checkpoint.stat().st_size == size
+
+
+LM_CHAR = REPO / "configs/lm_pydoc_char.yaml"
+LM_TINY = [
+    "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2",
+    "--trainer.limit_test_batches", "2", "--model.init_args.hidden_size", "32", "--model.init_args.embedding_size",
+    "16", "--model.init_args.num_layers", "2", "--model.init_args.sample_length", "40", "--data.init_args.bptt", "20",
+]
+
+
+def test_lm_fit_then_sample_prompts_and_refuse_another_tokenizer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fit = SeqlitCLI(args=["fit", "--config", str(LM_CHAR), *LM_TINY, *QUIET])
+    assert fit.test_results is not None and fit.test_results[0]["test/bpc"] > 0
+    assert {"train/ppl", "val/ppl", "val/bpc"} <= set(fit.fit_metrics)
+    checkpoint = Path(fit.trainer.checkpoint_callback.best_model_path)
+    out = tmp_path / "samples.csv"
+    main(["predict", "--config", str(LM_CHAR), *LM_TINY, "--ckpt_path", str(checkpoint),
+          "--data.init_args.prompts", '["The with statement", ""]', "--predictions_path", str(out), *QUIET])
+    samples = pd.read_csv(out, keep_default_na=False)
+    assert samples["id"].tolist() == ["The with statement", ""]
+    assert samples["prediction"][0].startswith("The with statement")
+    assert len(samples["prediction"][0]) >= len("The with statement") + 30  # ~40 sampled characters
+
+    # a BPE tokenizer is another vocabulary: refused with a clear line, checkpoint untouched
+    size = checkpoint.stat().st_size
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--config", str(LM_CHAR), *LM_TINY, "--data.init_args.tokenizer", "bpe",
+              "--ckpt_path", str(checkpoint), *QUIET])
+    assert exit_info.value.code == 2
+    assert "tokenizer" in capsys.readouterr().err
     assert checkpoint.stat().st_size == size
 
 

@@ -66,8 +66,8 @@ class BucketBatchSampler(BatchSampler):
         self.seed: int = _as_int("seed", seed)
 
         is_distributed_sampler = isinstance(sampler, DistributedSampler)
-        self.num_replicas: int = _resolve_num_replicas(num_replicas, sampler if is_distributed_sampler else None)
-        self.rank: int = _resolve_rank(rank, sampler if is_distributed_sampler else None)
+        self.num_replicas: int = resolve_num_replicas(num_replicas, sampler if is_distributed_sampler else None)
+        self.rank: int = resolve_rank(rank, sampler if is_distributed_sampler else None)
         if not 0 <= self.rank < self.num_replicas:
             raise DataError(
                 f"rank={self.rank} is outside [0, {self.num_replicas}) for num_replicas={self.num_replicas}; "
@@ -313,7 +313,7 @@ def _optional_positive_int(name: str, value: int | None) -> int | None:
     return as_int
 
 
-def _resolve_num_replicas(num_replicas: int | None, distributed_sampler: DistributedSampler | None) -> int:
+def resolve_num_replicas(num_replicas: int | None, distributed_sampler: DistributedSampler | None) -> int:
     """Explicit argument, else the injected DistributedSampler's, else the process group's, else 1."""
     if num_replicas is not None:
         resolved = _optional_positive_int("num_replicas", num_replicas)
@@ -326,7 +326,7 @@ def _resolve_num_replicas(num_replicas: int | None, distributed_sampler: Distrib
     return 1
 
 
-def _resolve_rank(rank: int | None, distributed_sampler: DistributedSampler | None) -> int:
+def resolve_rank(rank: int | None, distributed_sampler: DistributedSampler | None) -> int:
     """Explicit argument, else the injected DistributedSampler's, else the process group's, else 0."""
     if rank is not None:
         return _as_int("rank", rank)

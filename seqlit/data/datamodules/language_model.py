@@ -1,0 +1,346 @@
+"""Language-model data: text files (or Python's bundled docs) split by position, tokenized with a
+tokenizer fitted on the training text only, laid out as B contiguous streams for truncated BPTT."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset
+
+from seqlit.data.bucketing import resolve_num_replicas, resolve_rank
+from seqlit.data.datamodules.loaders import sampler_seed
+from seqlit.data.datamodules.resume import resume_position
+from seqlit.data.sources import require_data_file
+from seqlit.data.splits import Split, audit
+from seqlit.data.streams import ChunkBatchSampler, StreamChunks, batchify
+from seqlit.data.tokenizers import TOKENIZER_KINDS, TextTokenizer, TokenizerKind, fit_tokenizer
+from seqlit.errors import DataError
+from seqlit.types import EOS_ID, LMBatch
+
+Stage = Literal["train", "val", "test"]
+STAGES: tuple[Stage, ...] = ("train", "val", "test")
+CORPORA: tuple[str, ...] = ("pydoc", "files")
+
+
+@dataclass(frozen=True)
+class TextSpan:
+    """Characters [start, end) of the concatenated corpus."""
+
+    start: int
+    end: int
+
+
+class LanguageModelDataModule(pl.LightningDataModule):
+    """Next-token prediction over one long text, batched as `batch_size` parallel streams.
+
+    The corpus (the user's UTF-8 files in the given order, or `pydoc`: the ~465k characters of Python's
+    own documentation topics from the standard library's `pydoc_data`) is split by position: train is
+    the first part, then validation, then test, so nothing evaluated precedes what was trained on. Split
+    points move forward to the next line start, so no line is cut in two. The tokenizer is fitted on the
+    training text only; every document ends with EOS.
+
+    Args:
+        corpus: `pydoc` (bundled) or `files` (`paths`, UTF-8 text files, each one document).
+        tokenizer: `char`, `word` (words, punctuation and newlines) or `bpe` (byte-level, `vocab_size` ids).
+        min_count: tokens seen fewer times in training become UNK (char/word); BPE merge min frequency.
+        val_fraction / test_fraction: shares of the corpus, by characters, held out at its end.
+        batch_size / eval_batch_size: parallel streams per rank in training / evaluation.
+        bptt: steps per truncated-BPTT chunk; `variable_length` redraws chunk lengths every epoch (AWD-LSTM).
+        prompts / predict_path: texts to continue in `seqlit predict` (the file has one prompt per line).
+    """
+
+    def __init__(
+        self,
+        corpus: Literal["pydoc", "files"] = "pydoc",
+        paths: list[str] | None = None,
+        tokenizer: TokenizerKind = "char",
+        vocab_size: int = 2000,
+        min_count: int = 1,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        batch_size: int = 32,
+        eval_batch_size: int = 10,
+        bptt: int = 100,
+        variable_length: bool = False,
+        prompts: list[str] | None = None,
+        predict_path: str | None = None,
+        sampler_seed: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if corpus not in CORPORA:
+            raise DataError(f"unknown data.corpus {corpus!r}; choose one of {list(CORPORA)}.")
+        if corpus == "files" and not paths:
+            raise DataError("data.corpus 'files' needs data.paths: a list of UTF-8 text files; or use corpus 'pydoc'.")
+        if tokenizer not in TOKENIZER_KINDS:
+            raise DataError(f"unknown data.tokenizer {tokenizer!r}; choose one of {list(TOKENIZER_KINDS)}.")
+        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < value < 1.0:
+                raise DataError(f"data.{name} must be in (0, 1), got {value}.")
+        if val_fraction + test_fraction >= 1.0:
+            raise DataError(
+                f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:.2f} leaves no training text; "
+                "keep their sum below 1."
+            )
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("bptt", bptt)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DataError(f"data.{name} must be a positive int, got {value!r}.")
+        self.corpus = corpus
+        self.paths = list(paths) if paths else []
+        self.tokenizer_kind = tokenizer
+        self.vocab_size = vocab_size
+        self.min_count = min_count
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.bptt = bptt
+        self.variable_length = variable_length
+        self.prompts = prompts
+        self.predict_path = predict_path
+        self.sampler_seed = sampler_seed
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.datasets: dict[str, Dataset[Any]] = {}
+
+    # ---- what the CLI links into the model (apply_on="instantiate", so known before `setup`) ----------
+    @property
+    def tokenizer_state(self) -> dict[str, Any]:
+        """The fitted tokenizer as plain data; the model stores it in its checkpoint."""
+        return self.tokenizer.state_dict()
+
+    @cached_property
+    def tokenizer(self) -> TextTokenizer:
+        """Fitted on the training documents only."""
+        tokenizer = fit_tokenizer(
+            self.tokenizer_kind,
+            self.split_documents["train"],
+            min_count=self.min_count,
+            vocab_size=self.vocab_size,
+        )
+        rank_zero_info(f"seqlit: {self.tokenizer_kind} tokenizer fitted on the training text: {len(tokenizer)} tokens.")
+        return tokenizer
+
+    @cached_property
+    def documents(self) -> list[str]:
+        """The corpus, one string per document, in corpus order."""
+        if self.corpus == "pydoc":
+            from pydoc_data.topics import topics
+
+            return [topics[name] for name in sorted(topics)]
+        documents = []
+        for path in self.paths:
+            require_data_file(Path(path))
+            try:
+                documents.append(Path(path).read_text(encoding="utf-8"))
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); re-encode it, "
+                    f"e.g. `iconv -f latin1 -t utf-8 {path}`."
+                ) from None
+        empty = [path for path, text in zip(self.paths, documents) if not text.strip()]
+        if empty:
+            raise DataError(f"these data.paths files have no text: {empty}; remove them from the list.")
+        return documents
+
+    @cached_property
+    def corpus_text(self) -> str:
+        """The documents concatenated: the positions `spans` refer to."""
+        return "".join(self.documents)
+
+    @cached_property
+    def spans(self) -> dict[Stage, TextSpan]:
+        """Character range of each split in the concatenated corpus: train < val < test."""
+        text = self.corpus_text
+        total = len(text)
+        val_start = _next_line_start(text, round(total * (1.0 - self.val_fraction - self.test_fraction)))
+        test_start = _next_line_start(text, max(val_start, round(total * (1.0 - self.test_fraction))))
+        spans = {
+            "train": TextSpan(0, val_start),
+            "val": TextSpan(val_start, test_start),
+            "test": TextSpan(test_start, total),
+        }
+        for stage, span in spans.items():
+            if span.end <= span.start:
+                raise DataError(
+                    f"the {stage} split is empty ({total} characters in the corpus, val_fraction="
+                    f"{self.val_fraction}, test_fraction={self.test_fraction}); add text or change the fractions."
+                )
+        return spans
+
+    @cached_property
+    def split_documents(self) -> dict[Stage, list[str]]:
+        """The document pieces falling inside each split's span (a document may straddle a boundary)."""
+        pieces: dict[Stage, list[str]] = {stage: [] for stage in STAGES}
+        offset = 0
+        for document in self.documents:
+            for stage, span in self.spans.items():
+                start, end = max(span.start, offset), min(span.end, offset + len(document))
+                if start < end:
+                    pieces[stage].append(document[start - offset : end - offset])
+            offset += len(document)
+        return pieces
+
+    def audit(self) -> Split:
+        """The leakage audit over the corpus's lines: every val line starts after every train line ends, and
+        every test line after both (raises `LeakageError` otherwise). Returns the line split."""
+        text = self.corpus_text
+        starts = np.array([0, *(match.end() for match in re.finditer("\n", text) if match.end() < len(text))])
+        ends = np.append(starts[1:], len(text)) - 1  # last character of each line
+        members = {
+            stage: np.flatnonzero((starts >= span.start) & (starts < span.end)) for stage, span in self.spans.items()
+        }
+        split = Split(train=members["train"], val=members["val"], test=members["test"])
+        audit(split, mode="chronological", start_times=starts, end_times=ends)
+        return split
+
+    def token_ids(self, stage: Stage) -> torch.Tensor:
+        """(N,) ids of a split: its document pieces, each ending with EOS where a document ends."""
+        ids: list[int] = []
+        document_ends = set(np.cumsum([len(document) for document in self.documents]).tolist())
+        position = self.spans[stage].start  # the split's pieces are contiguous in the corpus
+        for piece in self.split_documents[stage]:
+            ids.extend(self.tokenizer.encode(piece))
+            position += len(piece)
+            # A piece cut short by the split boundary is not the end of its document.
+            if position in document_ends:
+                ids.append(EOS_ID)
+        return torch.tensor(ids, dtype=torch.long)
+
+    # ---- Lightning hooks ------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage != "predict":
+            self.audit()
+        needed: dict[str, tuple[Stage, ...]] = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for split in needed.get(stage, ()):
+            if split not in self.datasets:
+                self.datasets[split] = self._stream_dataset(split)
+        if stage == "predict":
+            self.datasets["predict"] = PromptDataset(self._prompt_texts(), self.tokenizer)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._stream_loader("train", self.batch_size, variable_length=self.variable_length)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._stream_loader("val", self.eval_batch_size, variable_length=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._stream_loader("test", self.eval_batch_size, variable_length=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        if "predict" not in self.datasets:
+            raise RuntimeError("predict_dataloader called before setup('predict')")
+        dataset = self.datasets["predict"]
+        return DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=dataset.collate)
+
+    def item_ids(self, stage: str) -> list[str]:
+        """The prompts, by index (labels the rows `seqlit predict` writes)."""
+        if stage != "predict":
+            raise ValueError("language-model item ids exist for the predict stage only (the prompts).")
+        return list(self.datasets["predict"].prompts)
+
+    # ---- helpers --------------------------------------------------------------------------------------
+    def _stream_dataset(self, stage: Stage) -> StreamChunks:
+        ids = self.token_ids(stage)  # (N,)
+        replicas = resolve_num_replicas(None, None)
+        streams = self.batch_size if stage == "train" else self.eval_batch_size
+        try:
+            rows = batchify(ids, streams * replicas)  # (R, L)
+        except DataError as error:
+            raise DataError(f"{stage} split: {error}") from None
+        span = self.spans[stage]
+        dataset = StreamChunks(rows, chars_per_token=(span.end - span.start) / max(1, ids.numel()), n_tokens=ids.numel())
+        rank_zero_info(
+            f"seqlit: {stage} split: characters {span.start:,}..{span.end:,}, {ids.numel():,} tokens in "
+            f"{rows.shape[0]} streams of {rows.shape[1]:,} ({ids.numel() - rows.numel()} tail tokens unused)."
+        )
+        return dataset
+
+    def _stream_loader(self, stage: Stage, streams: int, variable_length: bool) -> DataLoader:
+        if stage not in self.datasets:
+            raise RuntimeError(f"{stage}_dataloader called before setup")
+        dataset = self.datasets[stage]
+        assert isinstance(dataset, StreamChunks)
+        sampler = ChunkBatchSampler(
+            row_length=int(dataset.streams.shape[1]),
+            batch_size=streams,
+            bptt=self.bptt,
+            variable_length=variable_length,
+            seed=sampler_seed(self.sampler_seed),
+            rank=resolve_rank(None, None),
+            num_replicas=resolve_num_replicas(None, None),
+            resume_from=(lambda: resume_position(self.trainer)) if stage == "train" else None,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=_Collate(dataset, nominal_length=self.bptt),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _prompt_texts(self) -> list[str]:
+        if self.predict_path is not None:
+            require_data_file(Path(self.predict_path))
+            lines = Path(self.predict_path).read_text(encoding="utf-8").splitlines()
+            return [line.replace("\\n", "\n") for line in lines]
+        if self.prompts:
+            return list(self.prompts)
+        raise DataError(
+            "`seqlit predict` needs prompts to continue: set data.prompts (a list of strings, '' starts a new "
+            "document) or data.predict_path (one prompt per line, '\\n' for a newline)."
+        )
+
+
+class _Collate:
+    """Picklable collate for worker processes: stacks chunks and records the nominal chunk length."""
+
+    def __init__(self, dataset: StreamChunks, nominal_length: int) -> None:
+        self.dataset = dataset
+        self.nominal_length = nominal_length
+
+    def __call__(self, pieces: list[torch.Tensor]) -> LMBatch:
+        return self.dataset.collate(pieces, self.nominal_length)
+
+
+class PromptDataset(Dataset[LMBatch]):
+    """Prompts for sampling, each encoded after an EOS (a document start), one prompt per batch."""
+
+    def __init__(self, prompts: list[str], tokenizer: TextTokenizer) -> None:
+        self.prompts = prompts
+        self.ids = [[EOS_ID, *tokenizer.encode(prompt)] for prompt in prompts]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, index: int) -> tuple[int, list[int]]:
+        return index, self.ids[index]
+
+    @staticmethod
+    def collate(items: list[tuple[int, list[int]]]) -> LMBatch:
+        (index, ids), = items
+        inputs = torch.tensor([ids], dtype=torch.long)  # (1, P)
+        return LMBatch(
+            inputs=inputs,
+            targets=inputs.new_empty((1, 0)),
+            chars_per_token=1.0,
+            indices=torch.tensor([index]),
+        )
+
+
+def _next_line_start(text: str, position: int) -> int:
+    """The first line start at or after `position` (the end of the text if none)."""
+    if position <= 0 or position >= len(text) or text[position - 1] == "\n":
+        return min(max(position, 0), len(text))
+    newline = text.find("\n", position)
+    return len(text) if newline < 0 else newline + 1

@@ -1,0 +1,101 @@
+"""An AWD-LSTM-style recurrent language model (Merity et al. 2018) whose state can be carried across chunks.
+
+Embedding (with word-type dropout) -> locked dropout -> a stack of single-layer RNNs (weight drop on the
+recurrent matrices, locked dropout between layers) -> locked dropout -> a softmax layer whose weight is
+optionally tied to the embedding. Every layer is its own module, so the last one can have the embedding
+size that weight tying needs while the others are wider.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import Tensor, nn
+
+from seqlit.nn.cells import EmbeddingDropout, LockedDropout, recurrent_layer
+from seqlit.nn.encoders import CellType
+from seqlit.nn.init import EmbeddingInit, init_embedding_
+
+LayerState = Union[Tensor, tuple[Tensor, Tensor]]  # GRU: h (1, B, H); LSTM: (h, c), each (1, B, H)
+LMState = list[LayerState]  # one entry per layer
+
+
+class RecurrentLanguageModel(nn.Module):
+    """Next-token logits for token ids, continuing from a carried state.
+
+    With `tie_weights` the last layer's size is `embedding_size` (Inan et al. 2017; Press & Wolf 2017),
+    whatever `hidden_size` says; the decoder then has no weight matrix of its own.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: CellType = "lstm",
+        embedding_size: int = 400,
+        hidden_size: int = 1150,
+        num_layers: int = 3,
+        layer_norm: bool = False,
+        embedding_dropout: float = 0.1,
+        input_dropout: float = 0.65,
+        hidden_dropout: float = 0.3,
+        output_dropout: float = 0.4,
+        weight_drop: float = 0.5,
+        tie_weights: bool = True,
+        embedding_init: EmbeddingInit = "uniform",
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}.")
+        self.cell = cell
+        self.embedding = EmbeddingDropout(vocab_size, embedding_size, dropout=embedding_dropout)
+        init_embedding_(self.embedding, embedding_init)
+        sizes = [embedding_size] + [hidden_size] * (num_layers - 1)
+        sizes.append(embedding_size if tie_weights else hidden_size)
+        self.layers = nn.ModuleList(
+            recurrent_layer(cell, sizes[i], sizes[i + 1], layer_norm=layer_norm, weight_drop=weight_drop)
+            for i in range(num_layers)
+        )
+        self.input_dropout = LockedDropout(input_dropout)
+        self.hidden_dropout = LockedDropout(hidden_dropout)
+        self.output_dropout = LockedDropout(output_dropout)
+        self.decoder = nn.Linear(sizes[-1], vocab_size)
+        if tie_weights:
+            self.decoder.weight = self.embedding.weight
+        else:
+            nn.init.xavier_uniform_(self.decoder.weight)
+        nn.init.zeros_(self.decoder.bias)
+        self.hidden_sizes = sizes[1:]
+
+    def forward(self, ids: Tensor, state: LMState | None = None) -> tuple[Tensor, LMState]:
+        """ids (B, T) -> logits (B, T, V) and the state after the last step (feed it to the next chunk)."""
+        x = self.input_dropout(self.embedding(ids))  # (B, T, E)
+        new_state: LMState = []
+        for index, layer in enumerate(self.layers):
+            x, layer_state = layer(x, None if state is None else state[index])  # (B, T, H_i)
+            new_state.append(layer_state)
+            if index < len(self.layers) - 1:
+                x = self.hidden_dropout(x)  # (B, T, H_i)
+        return self.decoder(self.output_dropout(x)), new_state  # (B, T, V)
+
+    def initial_state(self, batch_size: int, device: torch.device | None = None) -> LMState:
+        """All-zero state for `batch_size` streams (what `forward(state=None)` starts from)."""
+        device = device or self.decoder.weight.device
+        dtype = self.decoder.weight.dtype
+        zeros = [torch.zeros(1, batch_size, size, device=device, dtype=dtype) for size in self.hidden_sizes]
+        if self.cell == "lstm":
+            return [(h, torch.zeros_like(h)) for h in zeros]
+        return list(zeros)
+
+
+def detach_state(state: LMState | None) -> LMState | None:
+    """The same state cut from the graph: the next chunk's backward stops here (truncated BPTT)."""
+    if state is None:
+        return None
+    return [tuple(t.detach() for t in s) if isinstance(s, tuple) else s.detach() for s in state]  # type: ignore[misc]
+
+
+def state_batch_size(state: LMState) -> int:
+    """Streams in a carried state (B of its (1, B, H) tensors)."""
+    first = state[0][0] if isinstance(state[0], tuple) else state[0]
+    return int(first.shape[1])

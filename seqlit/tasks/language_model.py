@@ -1,0 +1,255 @@
+"""Recurrent language modelling with truncated BPTT (removed from Lightning 2.x, done here by the task).
+
+Each training batch is one chunk of k steps of B contiguous streams (`seqlit.data.streams`). The task
+carries the hidden state from one chunk to the next, detached, so gradients stop at every chunk
+boundary while the state keeps its memory of the text before it. The state is reset at the start of
+every epoch (train) and every evaluation pass (val/test), where the streams start again.
+
+Because one chunk is one ordinary training step, Lightning's gradient clipping, gradient
+accumulation (micro-batches are consecutive chunks), mixed precision and callbacks work unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MetricCollection
+
+from seqlit.data.tokenizers import TextTokenizer, tokenizer_from_state_dict
+from seqlit.errors import CheckpointMismatchError
+from seqlit.metrics.language import BitsPerCharacter, Perplexity, TokenNLL
+from seqlit.nn.encoders import CellType
+from seqlit.nn.init import EmbeddingCoverage, EmbeddingInit, load_pretrained_embeddings_
+from seqlit.nn.language_model import LMState, RecurrentLanguageModel, detach_state, state_batch_size
+from seqlit.tasks.accumulation import EffectiveBatchNormalizer
+from seqlit.tasks.optim import OptimizerName, configure_from_hparams
+from seqlit.types import EOS_ID, SPECIAL_TOKENS, LMBatch
+
+_CARRIED_STATE_KEY = "seqlit_lm_carried_state"
+
+
+def _lm_metrics(prefix: str) -> MetricCollection:
+    # compute_groups=False: the three metrics have identical states, and torchmetrics would merge them.
+    return MetricCollection(
+        {"loss": TokenNLL(), "ppl": Perplexity(), "bpc": BitsPerCharacter()}, prefix=prefix, compute_groups=False
+    )
+
+
+class LanguageModel(pl.LightningModule):
+    """AWD-LSTM-style language model trained with truncated BPTT.
+
+    `tokenizer` (the fitted tokenizer's plain-data state) comes from the data module through CLI linking
+    and is saved in the checkpoint, so `seqlit predict` decodes samples with exactly the training
+    tokenizer and a checkpoint fitted with another vocabulary is refused.
+
+    Regularisers, each 0 / False to switch off: `embedding_dropout` (drops word types), `input_dropout`,
+    `hidden_dropout`, `output_dropout` (locked: one mask per sequence), `weight_drop` (DropConnect on the
+    recurrent matrices, fused kernel kept), `tie_weights`, `layer_norm` (LN cells, off the fused path),
+    `weight_decay`. Logged every epoch: `{train,val,test}/loss`, `/ppl` and `/bpc` (bits per character).
+    `carry_state=False` resets the state at every chunk (the ablation that shows what carrying buys).
+    """
+
+    def __init__(
+        self,
+        tokenizer: dict[str, str | list[str]],
+        cell: CellType = "lstm",
+        embedding_size: int = 400,
+        hidden_size: int = 1150,
+        num_layers: int = 3,
+        layer_norm: bool = False,
+        embedding_dropout: float = 0.1,
+        input_dropout: float = 0.65,
+        hidden_dropout: float = 0.3,
+        output_dropout: float = 0.4,
+        weight_drop: float = 0.5,
+        tie_weights: bool = True,
+        embedding_init: EmbeddingInit = "uniform",
+        pretrained_embeddings: str | None = None,
+        carry_state: bool = True,
+        optimizer: OptimizerName = "adamw",
+        lr: float = 3e-3,
+        weight_decay: float = 1e-2,
+        warmup_fraction: float = 0.02,
+        min_lr_ratio: float = 0.01,
+        sample_length: int = 400,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        sample_seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be a positive int or null, got {top_k}.")
+        self.save_hyperparameters()
+        self.text_tokenizer: TextTokenizer = tokenizer_from_state_dict(tokenizer)
+        # Every network option is also a task hparam of the same name (saved, and settable from YAML).
+        network_options = inspect.signature(RecurrentLanguageModel).parameters.keys() - {"vocab_size"}
+        self.net = RecurrentLanguageModel(
+            len(self.text_tokenizer), **{name: self.hparams[name] for name in network_options}
+        )
+        self.step_normalizer = EffectiveBatchNormalizer()
+        self.train_metrics = _lm_metrics("train/")
+        self.val_metrics = _lm_metrics("val/")
+        self.test_metrics = _lm_metrics("test/")
+        self.embedding_coverage: EmbeddingCoverage | None = None
+        self._train_state: LMState | None = None
+        self._eval_state: LMState | None = None
+
+    def forward(self, ids: Tensor, state: LMState | None = None) -> tuple[Tensor, LMState]:
+        """ids (B, T) -> logits (B, T, V) and the state after the last step."""
+        return self.net(ids, state)
+
+    # ---- training: one chunk per step, state carried and detached --------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._train_state = None  # the streams start again from their first token
+
+    def training_step(self, batch: LMBatch, batch_idx: int) -> Tensor:
+        state = self._carried(self._train_state, batch)
+        logits, new_state = self(batch.inputs, state)  # (B, T, V)
+        # Detached here, so the next chunk's backward ends at this boundary.
+        self._train_state = detach_state(new_state) if self.hparams.carry_state else None
+        summed = _summed_nll(logits, batch.targets)
+        # Weighted by the configured chunk length (not this chunk's), so with variable-length chunks every
+        # token counts the same; AWD-LSTM gets this by scaling the learning rate with the chunk length.
+        self.step_normalizer.add(batch.batch_size * (batch.nominal_length or batch.inputs.shape[1]))
+        self.train_metrics.update(summed, batch.n_tokens, batch.chars_per_token)
+        self.log("train/loss_step", summed.detach() / batch.n_tokens, on_step=True, on_epoch=False, prog_bar=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return summed
+
+    def on_after_backward(self) -> None:
+        self.step_normalizer.on_after_backward(self)
+
+    # ---- evaluation: the whole split once, state carried through it ------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._eval_state = None
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_state = None
+
+    def validation_step(self, batch: LMBatch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics)
+
+    def test_step(self, batch: LMBatch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics)
+
+    def _evaluate(self, batch: LMBatch, metrics: MetricCollection) -> None:
+        logits, state = self(batch.inputs, self._carried(self._eval_state, batch))  # (B, T, V)
+        self._eval_state = detach_state(state) if self.hparams.carry_state else None
+        metrics.update(_summed_nll(logits, batch.targets), batch.n_tokens, batch.chars_per_token)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+
+    # ---- sampling ---------------------------------------------------------------------------------------
+    def predict_step(self, batch: LMBatch, batch_idx: int) -> dict[str, Any]:
+        """Continues each prompt with `sample_length` sampled tokens; returns prompt + continuation as text."""
+        assert batch.indices is not None, "prompt batches carry their indices"
+        generator = None
+        if self.hparams.sample_seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(self.hparams.sample_seed + int(batch.indices[0]))
+        continuation = self.sample(batch.inputs, self.hparams.sample_length, self.hparams.temperature, generator)
+        texts = [
+            self.text_tokenizer.decode(prompt[1:].tolist() + sampled.tolist())
+            for prompt, sampled in zip(batch.inputs, continuation)
+        ]
+        return {"index": batch.indices, "prediction": texts}
+
+    @torch.no_grad()
+    def sample(
+        self, prompt: Tensor, length: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """prompt (B, P) -> (B, length) sampled ids; temperature 0 is greedy, `top_k` keeps the k likeliest.
+
+        PAD and the other specials except EOS (a document break) are never sampled.
+        """
+        logits, state = self(prompt)  # (B, P, V)
+        next_logits = logits[:, -1]  # (B, V)
+        banned = [i for i in range(len(SPECIAL_TOKENS)) if i != EOS_ID]
+        sampled: list[Tensor] = []
+        for _ in range(length):
+            next_logits = next_logits.float()
+            next_logits[:, banned] = float("-inf")
+            next_token = _draw(next_logits, temperature, self.hparams.top_k, generator)  # (B,)
+            sampled.append(next_token)
+            logits, state = self(next_token[:, None], state)  # (B, 1, V)
+            next_logits = logits[:, -1]
+        if not sampled:
+            return prompt.new_empty((prompt.shape[0], 0))
+        return torch.stack(sampled, dim=1)  # (B, length)
+
+    # ---- optimisation, checkpoints ------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        return configure_from_hparams(self)
+
+    def setup(self, stage: str) -> None:
+        """Loads pretrained vectors into the embedding for a fresh fit (a resumed one has trained rows)."""
+        path = self.hparams.pretrained_embeddings
+        if stage != "fit" or path is None or self.trainer.ckpt_path is not None:
+            return
+        self.embedding_coverage = load_pretrained_embeddings_(
+            self.net.embedding, path, self.text_tokenizer.tokens, skip=SPECIAL_TOKENS
+        )
+        print(f"seqlit: {path}: {self.embedding_coverage}", file=sys.stderr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint written mid-epoch resumes at the next chunk, which must continue from this state.
+        if self._train_state is not None:
+            checkpoint[_CARRIED_STATE_KEY] = [
+                [t.cpu() for t in s] if isinstance(s, tuple) else s.cpu() for s in self._train_state
+            ]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuses a checkpoint trained with another tokenizer: its ids would mean other tokens."""
+        saved = checkpoint.get("hyper_parameters", {}).get("tokenizer")
+        if saved is not None:
+            saved_tokenizer = tokenizer_from_state_dict(saved)
+            mine = self.text_tokenizer
+            if saved_tokenizer.kind != mine.kind or saved_tokenizer.tokens != mine.tokens:
+                raise CheckpointMismatchError(
+                    f"the checkpoint was trained with a {saved_tokenizer.kind} tokenizer of {len(saved_tokenizer)} "
+                    f"tokens (e.g. {saved_tokenizer.tokens[4:14]}) but the data gives a {mine.kind} tokenizer of "
+                    f"{len(mine)} tokens (e.g. {mine.tokens[4:14]}); use the training run's corpus, split and "
+                    "tokenizer settings, or train a new model."
+                )
+        # `load_from_checkpoint(..., tokenizer=...)` overwrites the stored hparams, so check the weights too.
+        embedding = checkpoint.get("state_dict", {}).get("net.embedding.weight")
+        if embedding is not None and embedding.shape[0] != len(self.text_tokenizer):
+            raise CheckpointMismatchError(
+                f"the checkpoint's embedding has {embedding.shape[0]} rows but this model's tokenizer has "
+                f"{len(self.text_tokenizer)} tokens; load it with the tokenizer it was trained with."
+            )
+        carried = checkpoint.get(_CARRIED_STATE_KEY)
+        if carried is not None:
+            self._train_state = [tuple(s) if isinstance(s, list) else s for s in carried]
+
+    def _carried(self, state: LMState | None, batch: LMBatch) -> LMState | None:
+        """The carried state, moved to this device, or None when there is none or the stream count changed."""
+        if state is None or state_batch_size(state) != batch.batch_size:
+            return None
+        return [tuple(t.to(self.device) for t in s) if isinstance(s, tuple) else s.to(self.device) for s in state]  # type: ignore[misc]
+
+
+def _summed_nll(logits: Tensor, targets: Tensor) -> Tensor:
+    """logits (B, T, V), targets (B, T) -> summed cross-entropy in nats (float32 even under autocast)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum")
+
+
+def _draw(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
+    """logits (B, V) -> (B,) ids: argmax at temperature 0, else a draw from softmax(logits / temperature)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    scaled = logits / temperature  # (B, V)
+    if top_k is not None and top_k < scaled.shape[-1]:
+        threshold = scaled.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
+        scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
+    probabilities = torch.softmax(scaled, dim=-1)  # (B, V)
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+
+
+__all__ = ["LanguageModel"]

@@ -246,3 +246,17 @@ def test_ddp_ranks_read_disjoint_contiguous_shards_in_equal_chunk_counts(tmp_pat
     expected = 4 * ((val_ids.numel() // 4) - 1)  # 2 streams on each of 2 ranks, every position predicted once
     assert sum(record["val_tokens_rank"] for record in records) == expected  # disjoint halves...
     assert [record["val_tokens_synced"] for record in records] == [expected, expected]  # ...summed exactly by sync
+
+
+def test_pretrained_vectors_are_loaded_for_a_fresh_fit_and_coverage_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text("the 1 2 3 4 5 6 7 8\ncat 8 7 6 5 4 3 2 1\n", encoding="utf-8")
+    model = _model(tokenizer=fit_tokenizer("word", [TEXT]).state_dict(), pretrained_embeddings=str(vectors))
+    model.trainer = pl.Trainer(logger=False, enable_progress_bar=False)
+    model.setup("fit")
+    tokens = model.text_tokenizer.tokens
+    assert model.net.embedding.weight[tokens.index("cat")].tolist() == [8, 7, 6, 5, 4, 3, 2, 1]
+    assert model.embedding_coverage is not None and model.embedding_coverage.covered == 2
+    assert f"2 of {len(tokens) - len(SPECIAL_TOKENS)} vocabulary tokens covered" in capsys.readouterr().err

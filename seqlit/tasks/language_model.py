@@ -166,8 +166,17 @@ class LanguageModel(pl.LightningModule):
     ) -> Tensor:
         """prompt (B, P) -> (B, length) sampled ids; temperature 0 is greedy, `top_k` keeps the k likeliest.
 
-        PAD and the other specials except EOS (a document break) are never sampled.
+        PAD and the other specials except EOS (a document break) are never sampled. Runs in eval mode (no
+        dropout masks) and restores the previous mode.
         """
+        was_training = self.training
+        self.eval()
+        try:
+            return self._sample(prompt, length, temperature, generator)
+        finally:
+            self.train(was_training)
+
+    def _sample(self, prompt: Tensor, length: int, temperature: float, generator: torch.Generator | None) -> Tensor:
         logits, state = self(prompt)  # (B, P, V)
         next_logits = logits[:, -1]  # (B, V)
         banned = [i for i in range(len(SPECIAL_TOKENS)) if i != EOS_ID]

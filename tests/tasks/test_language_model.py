@@ -161,6 +161,9 @@ def test_sampling_respects_temperature_top_k_and_never_emits_padding() -> None:
     assert not any(int(t) in (0, 1, 2) for t in draws.flatten())  # PAD, UNK, BOS are never sampled
     model.hparams.top_k = 1
     assert torch.equal(model.sample(prompt, 20, 1.0, torch.Generator().manual_seed(1)), model.sample(prompt, 20, 0.0))
+    dropped = _model(input_dropout=0.5, weight_drop=0.5).train()  # sampling switches dropout off, then back on
+    assert torch.equal(dropped.sample(prompt, 20, 0.0), dropped.sample(prompt, 20, 0.0))
+    assert dropped.training
 
 
 def test_checkpoint_stores_the_tokenizer_and_refuses_another(tmp_path: Path) -> None:

@@ -157,6 +157,31 @@ def load_long_format(
     )
 
 
+def load_m1_yearly():  # -> pandas.DataFrame
+    """The M1 competition's 181 yearly series (Monash archive `.tsf`, shipped inside `aeon`) in long format.
+
+    Columns `entity` (series name), `time` (calendar year) and `target`; the archive's forecast horizon is 6.
+    """
+    import aeon.datasets
+    import pandas as pd
+    from aeon.datasets import load_from_tsf_file
+
+    path = Path(aeon.datasets.__file__).parent / "data" / "m1_yearly_dataset" / "m1_yearly_dataset.tsf"
+    require_data_file(path)
+    frame, _ = load_from_tsf_file(str(path))
+    rows = [
+        pd.DataFrame(
+            {
+                "entity": name,
+                "time": np.arange(len(values)) + pd.Timestamp(start).year,
+                "target": np.asarray(values, dtype=np.float64),
+            }
+        )
+        for name, start, values in zip(frame["series_name"], frame["start_timestamp"], frame["series_value"])
+    ]
+    return pd.concat(rows, ignore_index=True)
+
+
 def require_data_file(path: Path) -> None:
     """Raises a DataError naming the path (and what it resolves to) unless it is an existing file."""
     if not path.is_file():

@@ -1,0 +1,104 @@
+"""Forecast accuracy as the M-competitions and the Monash archive report it: MASE and sMAPE.
+
+MASE divides each series' mean absolute forecast error by the mean absolute error of the in-sample
+seasonal naive forecast on that series' *history* (never its future), so a score of 1 means "as good
+as repeating last season in sample". Both metrics average per series first, then over series, and keep
+summed states so a DDP sync adds exact totals.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+
+def mase_scale(history: Tensor, mask: Tensor | None = None, seasonality: int = 1) -> Tensor:
+    """history (B, T), mask (B, T) True on observed steps -> (B,) mean |y_t - y_{t-m}| over observed pairs.
+
+    Raises when a series has no pair m steps apart, or a zero scale (a constant history), since its
+    MASE would be undefined; the message names the series' row.
+    """
+    if seasonality < 1:
+        raise ValueError(f"seasonality must be >= 1 (1 for yearly data), got {seasonality}.")
+    if mask is None:
+        mask = torch.ones_like(history, dtype=torch.bool)
+    differences = (history[:, seasonality:] - history[:, :-seasonality]).abs()  # (B, T - m)
+    valid = mask[:, seasonality:] & mask[:, :-seasonality]  # (B, T - m)
+    counts = valid.sum(dim=1)  # (B,)
+    scale = (differences * valid).sum(dim=1) / counts.clamp_min(1)  # (B,)
+    too_short = torch.nonzero(counts == 0).flatten()
+    if too_short.numel():
+        raise ValueError(
+            f"series at rows {too_short[:10].tolist()} have no two observations {seasonality} step(s) apart, so "
+            "their MASE scale is undefined; give each series a longer history or drop those series."
+        )
+    flat = torch.nonzero(scale == 0).flatten()
+    if flat.numel():
+        raise ValueError(
+            f"series at rows {flat[:10].tolist()} have a constant history (in-sample naive error 0), so MASE would "
+            "divide by zero; drop them or report sMAPE for them."
+        )
+    return scale
+
+
+class MeanAbsoluteScaledError(Metric):
+    """Mean over series of mean_h |y - ŷ| / scale, with `scale` from `mase_scale` on each series' history."""
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    total: Tensor
+    series: Tensor
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("series", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, predictions: Tensor, targets: Tensor, scale: Tensor) -> None:
+        """predictions, targets (B, H), scale (B,) -> adds B series."""
+        _check_shapes(predictions, targets)
+        per_series = (predictions - targets).abs().to(torch.float64).mean(dim=1) / scale.to(torch.float64)  # (B,)
+        self.total += per_series.sum()
+        self.series += per_series.numel()
+
+    def compute(self) -> Tensor:
+        return (self.total / self.series).float()
+
+
+class SymmetricMAPE(Metric):
+    """Mean over series of mean_h 200 |y - ŷ| / (|y| + |ŷ|), in percent (0 where both are 0)."""
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    total: Tensor
+    series: Tensor
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("series", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, predictions: Tensor, targets: Tensor) -> None:
+        """predictions, targets (B, H) -> adds B series."""
+        _check_shapes(predictions, targets)
+        predictions, targets = predictions.to(torch.float64), targets.to(torch.float64)
+        denominator = predictions.abs() + targets.abs()  # (B, H)
+        ratio = torch.where(denominator > 0, 200.0 * (predictions - targets).abs() / denominator, 0.0)  # (B, H)
+        self.total += ratio.mean(dim=1).sum()
+        self.series += ratio.shape[0]
+
+    def compute(self) -> Tensor:
+        return (self.total / self.series).float()
+
+
+def _check_shapes(predictions: Tensor, targets: Tensor) -> None:
+    if predictions.shape != targets.shape or predictions.dim() != 2:
+        raise ValueError(
+            f"forecast metrics take predictions and targets of the same (series, horizon) shape, got "
+            f"{tuple(predictions.shape)} and {tuple(targets.shape)}."
+        )

@@ -1,4 +1,4 @@
-"""Pure tensor functions for padding and masking; the collate and modules wrap them."""
+"""Pure tensor functions for padding, masking and training-time augmentation; collates and modules wrap them."""
 
 from __future__ import annotations
 
@@ -52,3 +52,55 @@ def padding_counts(lengths: Tensor, padded_length: int | None = None) -> tuple[i
     n_tokens = int(lengths.sum())
     return n_tokens, int(lengths.numel()) * total_length - n_tokens
 
+
+
+# ---- augmentation (training only; the data modules decide when to apply it) ------------------------------
+
+
+def time_jitter(values: Tensor, mask: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
+    """values (B, T, F), mask (B, T) -> values plus Gaussian noise of `sigma` x each series' per-feature std.
+
+    The std is measured on the series' own observed steps, so the noise is scale-free across series; padded
+    steps are left exactly as they were. Returns a new tensor.
+    """
+    _check_rate("sigma", sigma, upper=None)
+    observed = mask.unsqueeze(-1).to(values.dtype)  # (B, T, 1)
+    count = observed.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, 1, 1)
+    mean = (values * observed).sum(dim=1, keepdim=True) / count  # (B, 1, F)
+    std = (((values - mean) ** 2 * observed).sum(dim=1, keepdim=True) / count).sqrt()  # (B, 1, F)
+    noise = torch.randn(values.shape, generator=generator, dtype=values.dtype).to(values.device)  # (B, T, F)
+    return values + sigma * std * noise * observed  # (B, T, F)
+
+
+def step_dropout(
+    values: Tensor, mask: Tensor, p: float, fill: float = 0.0, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """values (B, T, F), mask (B, T) -> (values with dropped steps set to `fill`, (B, T) mask of dropped steps).
+
+    Each observed step is dropped with probability `p`; padding is never dropped. The second result lets a
+    model be told which steps were hidden (e.g. as an extra input feature).
+    """
+    _check_rate("p", p, upper=1.0)
+    draws = torch.rand(mask.shape, generator=generator).to(mask.device)  # (B, T)
+    dropped = (draws < p) & mask  # (B, T)
+    return values.masked_fill(dropped.unsqueeze(-1), fill), dropped  # (B, T, F), (B, T)
+
+
+def token_dropout(
+    ids: Tensor, p: float, replacement: int, protected: Tensor | None = None, generator: torch.Generator | None = None
+) -> Tensor:
+    """ids (B, T) -> a copy where each token is replaced by `replacement` (e.g. UNK_ID) with probability `p`.
+
+    `protected` (B, T) bool marks positions never replaced (padding, BOS/EOS); the targets are not touched.
+    """
+    _check_rate("p", p, upper=1.0)
+    replace = torch.rand(ids.shape, generator=generator).to(ids.device) < p  # (B, T)
+    if protected is not None:
+        replace &= ~protected
+    return ids.masked_fill(replace, replacement)  # (B, T)
+
+
+def _check_rate(name: str, value: float, upper: float | None) -> None:
+    if value < 0 or (upper is not None and value >= upper):
+        bound = f"[0, {upper})" if upper is not None else ">= 0"
+        raise ValueError(f"{name} must be {bound}, got {value}; use 0 to switch the augmentation off.")

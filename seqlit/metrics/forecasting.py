@@ -42,8 +42,8 @@ def mase_scale(history: Tensor, mask: Tensor | None = None, seasonality: int = 1
     return scale
 
 
-class MeanAbsoluteScaledError(Metric):
-    """Mean over series of mean_h |y - ŷ| / scale, with `scale` from `mase_scale` on each series' history."""
+class _PerSeriesMean(Metric):
+    """A per-series score summed over series (float64) with the series count; `compute` is their mean."""
 
     is_differentiable = False
     higher_is_better = False
@@ -57,10 +57,8 @@ class MeanAbsoluteScaledError(Metric):
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("series", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, predictions: Tensor, targets: Tensor, scale: Tensor) -> None:
-        """predictions, targets (B, H), scale (B,) -> adds B series."""
-        _check_shapes(predictions, targets)
-        per_series = (predictions - targets).abs().to(torch.float64).mean(dim=1) / scale.to(torch.float64)  # (B,)
+    def _add(self, per_series: Tensor) -> None:
+        """per_series (B,) float64 scores."""
         self.total += per_series.sum()
         self.series += per_series.numel()
 
@@ -68,20 +66,17 @@ class MeanAbsoluteScaledError(Metric):
         return (self.total / self.series).float()
 
 
-class SymmetricMAPE(Metric):
+class MeanAbsoluteScaledError(_PerSeriesMean):
+    """Mean over series of mean_h |y - ŷ| / scale, with `scale` from `mase_scale` on each series' history."""
+
+    def update(self, predictions: Tensor, targets: Tensor, scale: Tensor) -> None:
+        """predictions, targets (B, H), scale (B,) -> adds B series."""
+        _check_shapes(predictions, targets)
+        self._add((predictions - targets).abs().to(torch.float64).mean(dim=1) / scale.to(torch.float64))  # (B,)
+
+
+class SymmetricMAPE(_PerSeriesMean):
     """Mean over series of mean_h 200 |y - ŷ| / (|y| + |ŷ|), in percent (0 where both are 0)."""
-
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
-    total: Tensor
-    series: Tensor
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("series", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, predictions: Tensor, targets: Tensor) -> None:
         """predictions, targets (B, H) -> adds B series."""
@@ -89,11 +84,7 @@ class SymmetricMAPE(Metric):
         predictions, targets = predictions.to(torch.float64), targets.to(torch.float64)
         denominator = predictions.abs() + targets.abs()  # (B, H)
         ratio = torch.where(denominator > 0, 200.0 * (predictions - targets).abs() / denominator, 0.0)  # (B, H)
-        self.total += ratio.mean(dim=1).sum()
-        self.series += ratio.shape[0]
-
-    def compute(self) -> Tensor:
-        return (self.total / self.series).float()
+        self._add(ratio.mean(dim=1))  # (B,)
 
 
 def _check_shapes(predictions: Tensor, targets: Tensor) -> None:

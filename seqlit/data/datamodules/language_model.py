@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from seqlit.data.bucketing import resolve_num_replicas, resolve_rank
-from seqlit.data.datamodules.loaders import sampler_seed
+from seqlit.data.datamodules.loaders import loader_options, sampler_seed
 from seqlit.data.datamodules.resume import resume_position
 from seqlit.data.sources import require_data_file
 from seqlit.data.splits import Split, audit
@@ -258,7 +258,7 @@ class LanguageModelDataModule(pl.LightningDataModule):
         except DataError as error:
             raise DataError(f"{stage} split: {error}") from None
         span = self.spans[stage]
-        dataset = StreamChunks(rows, chars_per_token=(span.end - span.start) / max(1, ids.numel()), n_tokens=ids.numel())
+        dataset = StreamChunks(rows, chars_per_token=(span.end - span.start) / max(1, ids.numel()))
         rank_zero_info(
             f"seqlit: {stage} split: characters {span.start:,}..{span.end:,}, {ids.numel():,} tokens in "
             f"{rows.shape[0]} streams of {rows.shape[1]:,} ({ids.numel() - rows.numel()} tail tokens unused)."
@@ -270,24 +270,24 @@ class LanguageModelDataModule(pl.LightningDataModule):
             raise RuntimeError(f"{stage}_dataloader called before setup")
         dataset = self.datasets[stage]
         assert isinstance(dataset, StreamChunks)
+        seed = sampler_seed(self.sampler_seed)
         sampler = ChunkBatchSampler(
             row_length=int(dataset.streams.shape[1]),
             batch_size=streams,
             bptt=self.bptt,
             variable_length=variable_length,
-            seed=sampler_seed(self.sampler_seed),
+            seed=seed,
             rank=resolve_rank(None, None),
             num_replicas=resolve_num_replicas(None, None),
             resume_from=(lambda: resume_position(self.trainer)) if stage == "train" else None,
         )
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=_Collate(dataset, nominal_length=self.bptt),
+        options = loader_options(
+            _Collate(dataset, nominal_length=self.bptt),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            seed=seed,
         )
+        return DataLoader(dataset, batch_sampler=sampler, **options)
 
     def _prompt_texts(self) -> list[str]:
         if self.predict_path is not None:

@@ -21,6 +21,23 @@ def sampler_seed(configured: int | None) -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
+def loader_options(
+    collate_fn: Callable[[list[Any]], Any], *, num_workers: int, pin_memory: bool, seed: int
+) -> dict[str, Any]:
+    """DataLoader keyword arguments every seqlit loader shares.
+
+    A private generator seeds worker base seeds, so creating an iterator never draws from the global
+    RNG: a resumed run then sees the same dropout masks as an uninterrupted one.
+    """
+    return {
+        "collate_fn": collate_fn,
+        "num_workers": num_workers,
+        "pin_memory": pin_memory,
+        "persistent_workers": num_workers > 0,
+        "generator": torch.Generator().manual_seed(seed),
+    }
+
+
 def length_bucketed_loader(
     dataset: Dataset[Any],
     lengths: Sequence[int],
@@ -38,17 +55,10 @@ def length_bucketed_loader(
 ) -> DataLoader:
     """A loader over `dataset` whose batches group items of similar `lengths` (plain batches if not `bucketing`).
 
-    A private generator seeds worker base seeds, so creating an iterator never draws from the global
-    RNG: a resumed run then sees the same dropout masks as an uninterrupted one. `resume_from` tells
-    the sampler where an interrupted epoch stopped (see `resume.resume_position`).
+    Shares `loader_options` (private worker-seed generator); `resume_from` tells the sampler where an
+    interrupted epoch stopped (see `resume.resume_position`).
     """
-    common: dict[str, Any] = {
-        "collate_fn": collate_fn,
-        "num_workers": num_workers,
-        "pin_memory": pin_memory,
-        "persistent_workers": num_workers > 0,
-        "generator": torch.Generator().manual_seed(seed),
-    }
+    common = loader_options(collate_fn, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
     if not bucketing:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
     sampler = BucketBatchSampler(

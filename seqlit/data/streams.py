@@ -69,10 +69,9 @@ def chunk_lengths(
 class StreamChunks(Dataset[Tensor]):
     """Rows of a batchified stream; item (row, start, length) is row[start : start + length + 1] (inputs and targets)."""
 
-    def __init__(self, streams: Tensor, chars_per_token: float = 1.0, n_tokens: int | None = None) -> None:
+    def __init__(self, streams: Tensor, chars_per_token: float = 1.0) -> None:
         self.streams = streams  # (R, L)
         self.chars_per_token = float(chars_per_token)
-        self.n_tokens = int(streams.numel() if n_tokens is None else n_tokens)  # the split's tokens, tail included
 
     def __len__(self) -> int:
         return int(self.streams.shape[0])

@@ -8,6 +8,7 @@ plain data (a token list, or the BPE model's JSON), stored in checkpoints instea
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, Literal, Protocol
 
@@ -74,18 +75,19 @@ def split_words(text: str) -> list[str]:
     return _WORD_PATTERN.findall(text)
 
 
-class VocabTokenizer:
+class VocabTokenizer(ABC):
     """A `Vocab` over the pieces `split` cuts text into; decoding joins pieces with `separator`."""
 
-    kind = "vocab"
+    kind: str
     separator = ""
 
     def __init__(self, vocab: Vocab) -> None:
         self.vocab = vocab
 
     @staticmethod
+    @abstractmethod
     def split(text: str) -> list[str]:
-        raise NotImplementedError
+        """The pieces (characters, words) of `text`, in order."""
 
     @property
     def tokens(self) -> list[str]:

@@ -45,14 +45,14 @@ def recurrent_layer(
     Whatever the choice, the result is called as `(x (B, T, I), state) -> (out (B, T, H), state)`,
     with torch's state contract (`(h, c)` for an LSTM, `h` for a GRU, each (1, B, H)).
     """
-    if cell not in FUSED_CLASSES:
-        raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(FUSED_CLASSES)}.")
+    if cell not in RNN_CLASSES:
+        raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(RNN_CLASSES)}.")
     _check_probability("weight_drop", weight_drop)
     rnn: nn.Module
     if layer_norm:
         rnn = LAYER_NORM_CLASSES[cell](input_size, hidden_size, layer_norm=True)  # initialised inside
     else:
-        fused = FUSED_CLASSES[cell](input_size, hidden_size, batch_first=True)
+        fused = RNN_CLASSES[cell](input_size, hidden_size, batch_first=True)
         init_recurrent_(fused)
         rnn = fused
     return WeightDrop(rnn, weight_drop) if weight_drop > 0 else rnn
@@ -438,7 +438,6 @@ class GateLayerNorm(nn.Module):
         return f"num_gates={self.num_gates}, hidden_size={self.hidden_size}, eps={self.eps}"
 
 
-FUSED_CLASSES = RNN_CLASSES
 LAYER_NORM_CLASSES: dict[str, type[LayerNormLSTM] | type[LayerNormGRU]] = {
     "gru": LayerNormGRU,
     "lstm": LayerNormLSTM,

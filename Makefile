@@ -11,7 +11,7 @@ STAMP := $(VENV)/.seqlit-installed
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo demo-g2p demo-lm test test-all bench install clean
+.PHONY: demo demo-g2p demo-lm demo-forecast test test-all bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ demo-lm: $(STAMP)
 	$(BIN)/seqlit fit --config configs/lm_pydoc_char.yaml --trainer.enable_progress_bar false
 	$(BIN)/seqlit predict --config configs/lm_pydoc_char.yaml --ckpt_path last \
 		--data.init_args.prompts '["The with statement", "def "]' --trainer.enable_progress_bar false
+
+# M1 yearly forecasting (~30 s): the naive and drift baselines, then the GRU recipe (fit + test), then
+# a forecast of the 6 years after each series' end.
+demo-forecast: $(STAMP)
+	$(BIN)/seqlit test --config configs/m1_yearly_gru.yaml --model.init_args.network naive --trainer.enable_progress_bar false
+	$(BIN)/seqlit test --config configs/m1_yearly_gru.yaml --model.init_args.network drift --trainer.enable_progress_bar false
+	$(BIN)/seqlit fit --config configs/m1_yearly_gru.yaml --trainer.enable_progress_bar false
+	$(BIN)/seqlit predict --config configs/m1_yearly_gru.yaml --ckpt_path last --trainer.enable_progress_bar false
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -71,6 +71,9 @@ class SeqlitCLI(LightningCLI):
         parser.link_arguments("data.n_features", "model.init_args.n_features", apply_on="instantiate")
         parser.link_arguments("data.n_classes", "model.init_args.n_classes", apply_on="instantiate")
         parser.link_arguments("data.classes", "model.init_args.class_names", apply_on="instantiate")
+        # Forecasting: horizon and season length come from the data.
+        parser.link_arguments("data.horizon", "model.init_args.horizon", apply_on="instantiate")
+        parser.link_arguments("data.seasonality", "model.init_args.seasonality", apply_on="instantiate")
         # Seq2seq vocabularies; jsonargparse skips a link whose source or target the chosen classes lack.
         parser.link_arguments("data.source_tokens", "model.init_args.source_tokens", apply_on="instantiate")
         parser.link_arguments("data.target_tokens", "model.init_args.target_tokens", apply_on="instantiate")

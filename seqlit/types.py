@@ -182,3 +182,60 @@ class LMBatch:
     def pin_memory(self) -> LMBatch:
         """Lets `DataLoader(pin_memory=True)` pin a custom batch type."""
         return replace(self, inputs=self.inputs.pin_memory(), targets=self.targets.pin_memory())
+
+
+@dataclass
+class ForecastBatch:
+    """Context windows of B series (padded at the end) and the next `horizon` values of each.
+
+    Everything is in each window's scaled units: value = (raw - location) / scale, with `location`
+    and `scale` computed from the context only (or the series' training span), so a forecast in
+    original units is `prediction * scale + location`. Channel 0 of `inputs` is the scaled target;
+    further channels are covariates (and an `observed` flag when missing values are masked).
+    `target_mask` is False where a target is missing or lies beyond the split's span, and such
+    targets count in neither loss nor metrics. `mase_scale` is the in-sample seasonal naive error of
+    the series' whole history before the window's first target (NaN where it is not defined).
+    """
+
+    inputs: Tensor  # (B, T, F) float, scaled context
+    lengths: Tensor  # (B,) long, real context steps per window (kept on the CPU)
+    mask: Tensor  # (B, T) bool, True on real context steps
+    targets: Tensor  # (B, H) float, scaled, 0 where target_mask is False
+    target_mask: Tensor  # (B, H) bool
+    location: Tensor  # (B,) float64
+    scale: Tensor  # (B,) float64, > 0
+    mase_scale: Tensor  # (B,) float64
+    indices: Tensor  # (B,) long, dataset positions
+    n_tokens: int  # real context steps in the batch
+    n_pad: int  # padded context steps in the batch
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def n_targets(self) -> int:
+        """Observed target values: the count a loss over the horizon is averaged over."""
+        return int(self.target_mask.sum())
+
+    @property
+    def padding_ratio(self) -> float:
+        total = self.n_tokens + self.n_pad
+        return self.n_pad / total if total else 0.0
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ForecastBatch:
+        """Moves tensors to `device`; `lengths` and `indices` stay on the CPU."""
+        moved = {
+            name: getattr(self, name).to(device, non_blocking=non_blocking)
+            for name in ("inputs", "mask", "targets", "target_mask", "location", "scale", "mase_scale")
+        }
+        return replace(self, **moved)
+
+    def pin_memory(self) -> ForecastBatch:
+        """Lets `DataLoader(pin_memory=True)` pin a custom batch type."""
+        pinned = {
+            name: getattr(self, name).pin_memory()
+            for name in ("inputs", "lengths", "mask", "targets", "target_mask", "location", "scale", "mase_scale",
+                         "indices")
+        }
+        return replace(self, **pinned)

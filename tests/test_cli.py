@@ -23,7 +23,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_config_runs_fast_dev_run(config: Path) -> None:
     cli = SeqlitCLI(args=["fit", "--config", str(config), "--trainer.fast_dev_run", "true", *QUIET])
     assert cli.test_results is not None
-    assert {"test/acc", "test/wer", "test/bpc"} & set(cli.test_results[0])
+    assert {"test/acc", "test/wer", "test/bpc", "test/mase"} & set(cli.test_results[0])
 
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)

@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 class PredictionWriter(BasePredictionWriter):
     """Collects per-batch prediction dicts and writes one CSV row per item when prediction ends.
 
-    Reads the keys `index`, `prediction` and optionally `probabilities` + `class_names`. Item ids
+    Reads the keys `index`, `prediction` and optionally `probabilities` + `class_names` (classifiers) or
+    `values` + `value_names` (e.g. a forecast per horizon step and quantile), one column each. Item ids
     come from the data module's `item_ids("predict")` when it has one, else the index is used.
     The file is written to a temporary name and renamed, so a crash never leaves half a file.
     """
@@ -36,15 +37,13 @@ class PredictionWriter(BasePredictionWriter):
         header: list[str] = ["id", "prediction"]
         item_ids = _item_ids(trainer)
         for output in _flatten(predictions):
-            probabilities = output.get("probabilities")
-            names = output.get("class_names")
-            if probabilities is not None and names is not None:
-                header = ["id", "prediction", *[f"p_{name}" for name in names]]
+            columns, names = _extra_columns(output)
+            header = ["id", "prediction", *names]
             for row, index in enumerate(output["index"].tolist()):
                 item = str(item_ids[index]) if item_ids is not None else str(index)
                 values = [item, str(output["prediction"][row])]
-                if probabilities is not None:
-                    values += [f"{p:.6f}" for p in probabilities[row].float().tolist()]
+                if columns is not None:
+                    values += columns[row]
                 rows.append((index, values))
         rows.sort(key=lambda pair: pair[0])
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +54,18 @@ class PredictionWriter(BasePredictionWriter):
             writer.writerows(values for _, values in rows)
         os.replace(temporary, self.output_path)
         print(f"seqlit: wrote {len(rows)} predictions to {self.output_path}")
+
+
+def _extra_columns(output: dict[str, Any]) -> tuple[list[list[str]] | None, list[str]]:
+    """Per-row extra cells and their header names: class probabilities `p_<class>` (6 decimals) or named
+    `values` such as forecasts per horizon step (6 significant digits)."""
+    if output.get("probabilities") is not None and output.get("class_names") is not None:
+        cells = [[f"{p:.6f}" for p in row] for row in output["probabilities"].float().tolist()]
+        return cells, [f"p_{name}" for name in output["class_names"]]
+    if output.get("values") is not None and output.get("value_names") is not None:
+        cells = [[f"{v:.6g}" for v in row] for row in output["values"].tolist()]
+        return cells, list(output["value_names"])
+    return None, []
 
 
 def _flatten(predictions: Sequence[Any]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Turns a list of samples into a padded `SeqBatch` (or `Seq2SeqBatch`) with its padding statistics."""
+"""Turns a list of samples into a padded `SeqBatch` (or `Seq2SeqBatch`, `ForecastBatch`) with its padding statistics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from seqlit.data.functional import lengths_to_mask, pad_sequences, padding_counts
-from seqlit.types import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, Seq2SeqBatch, SeqBatch
+
+from seqlit.types import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, ForecastBatch, Seq2SeqBatch, SeqBatch
 
 
 class Sample(TypedDict):
@@ -109,3 +110,40 @@ def shift_targets(targets: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     inputs = pad_sequences([torch.cat([bos, t.long()]) for t in targets], PAD_ID)  # (B, T+1)
     outputs = pad_sequences([torch.cat([t.long(), eos]) for t in targets], IGNORE_INDEX)  # (B, T+1)
     return inputs, outputs
+
+
+class ForecastSample(TypedDict):
+    """One forecasting window: scaled (T, F) context, (H,) scaled targets with their mask, and the
+    window's affine scaling and MASE denominator."""
+
+    index: int
+    inputs: Tensor
+    target: Tensor
+    target_mask: Tensor
+    location: float
+    scale: float
+    mase_scale: float
+
+
+class ForecastCollator:
+    """Pads forecasting windows' contexts (at the end) into one `ForecastBatch`; horizons are equal length."""
+
+    def __call__(self, samples: Sequence[ForecastSample]) -> ForecastBatch:
+        if len(samples) == 0:
+            raise ValueError("cannot collate an empty list of samples")
+        inputs = pad_sequences([s["inputs"] for s in samples], 0.0)  # (B, T, F)
+        lengths = torch.tensor([int(s["inputs"].shape[0]) for s in samples], dtype=torch.long)  # (B,)
+        n_tokens, n_pad = padding_counts(lengths, inputs.shape[1])
+        return ForecastBatch(
+            inputs=inputs,
+            lengths=lengths,
+            mask=lengths_to_mask(lengths, inputs.shape[1]),  # (B, T)
+            targets=torch.stack([s["target"] for s in samples]),  # (B, H)
+            target_mask=torch.stack([s["target_mask"] for s in samples]),  # (B, H)
+            location=torch.tensor([s["location"] for s in samples], dtype=torch.float64),  # (B,)
+            scale=torch.tensor([s["scale"] for s in samples], dtype=torch.float64),  # (B,)
+            mase_scale=torch.tensor([s["mase_scale"] for s in samples], dtype=torch.float64),  # (B,)
+            indices=torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),  # (B,)
+            n_tokens=n_tokens,
+            n_pad=n_pad,
+        )

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from seqlit.data.collate import Sample
+from seqlit.data.collate import ForecastSample, Sample
+from seqlit.data.forecasting import CovariateNormalizer, Windows, WindowScaler, in_sample_scale
 from seqlit.data.normalise import FeatureNormalizer
-from seqlit.data.sources import SequenceRecords
+from seqlit.data.sources import SequenceRecords, SeriesPanel
 from seqlit.types import IGNORE_INDEX
 
 
@@ -48,3 +49,72 @@ class SequenceClassificationDataset(Dataset[Sample]):
     @property
     def lengths(self) -> np.ndarray:
         return self.records.lengths  # (N,)
+
+
+class ForecastWindowDataset(Dataset[ForecastSample]):
+    """Windows over a panel, scaled by `scaler` (statistics computed once, from the past only).
+
+    Input channels: the scaled target, then an `observed` flag when the panel has masked values
+    (`observed_channel`), then the standardised covariates. `mase_scale` is the in-sample seasonal naive
+    error of the series' whole history before the cut, which is what MASE divides by.
+    """
+
+    def __init__(
+        self,
+        panel: SeriesPanel,
+        windows: Windows,
+        scaler: WindowScaler,
+        *,
+        horizon: int,
+        seasonality: int = 1,
+        covariates: CovariateNormalizer | None = None,
+        observed_channel: bool = False,
+    ) -> None:
+        self.panel = panel
+        self.windows = windows
+        self.horizon = horizon
+        self.covariates = covariates
+        self.observed_channel = observed_channel
+        self.location, self.scale = scaler.statistics(panel, windows)  # (N,), (N,)
+        self.mase_scale = np.array([
+            in_sample_scale(panel.values[s][:cut], panel.observed[s][:cut], seasonality)
+            for s, cut in zip(windows.series.tolist(), windows.cut.tolist())
+        ])  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.windows.context_lengths  # (N,)
+
+    def __getitem__(self, index: int) -> ForecastSample:
+        s = int(self.windows.series[index])
+        start, cut, end = (int(self.windows.context_start[index]), int(self.windows.cut[index]),
+                           int(self.windows.target_end[index]))
+        location, scale = float(self.location[index]), float(self.scale[index])
+        values, observed = self.panel.values[s], self.panel.observed[s]
+        channels = [((values[start:cut] - location) / scale)[:, None]]  # (T, 1)
+        if self.observed_channel:
+            channels.append(observed[start:cut, None].astype(np.float64))  # (T, 1)
+        if self.covariates is not None and self.panel.covariate_names:
+            channels.append(self.covariates.transform(self.panel.covariates[s][start:cut]))  # (T, C)
+        target = np.zeros(self.horizon)  # (H,)
+        target_mask = np.zeros(self.horizon, dtype=bool)  # (H,)
+        target[: end - cut] = (values[cut:end] - location) / scale
+        target_mask[: end - cut] = observed[cut:end]
+        return ForecastSample(
+            index=index,
+            inputs=torch.from_numpy(np.concatenate(channels, axis=1).astype(np.float32)),  # (T, F)
+            target=torch.from_numpy(np.where(target_mask, target, 0.0).astype(np.float32)),  # (H,)
+            target_mask=torch.from_numpy(target_mask),  # (H,)
+            location=location,
+            scale=scale,
+            mase_scale=float(self.mase_scale[index]),
+        )
+
+    def item_id(self, index: int) -> str:
+        """`entity@origin`: the series and the time of its first forecast step (or `end` past the data)."""
+        s, cut = int(self.windows.series[index]), int(self.windows.cut[index])
+        origin = self.panel.time_at(s, cut) if cut < len(self.panel.values[s]) else "end"
+        return f"{self.panel.entities[s]}@{origin}"

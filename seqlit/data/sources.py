@@ -54,6 +54,37 @@ class SequenceRecords:
         )
 
 
+@dataclass
+class SeriesPanel:
+    """Univariate target series of many entities (a forecasting panel), each ordered by time.
+
+    Missing targets (when the config masks them) are forward-filled in `values` and marked False in
+    `observed`, so every consumer sees finite numbers and the loss/metrics can still skip them.
+    """
+
+    entities: np.ndarray  # (S,) entity id of each series
+    times: list[np.ndarray]  # each (T_i,) time stamps, increasing
+    values: list[np.ndarray]  # each (T_i,) float64 target
+    observed: list[np.ndarray]  # each (T_i,) bool, False where the target was missing
+    covariates: list[np.ndarray]  # each (T_i, C) float64 past-observed covariates (C may be 0)
+    covariate_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(v) for v in self.values], dtype=np.int64)  # (S,)
+
+    def time_at(self, series: int, step: int) -> object:
+        """The time stamp of `step` in `series`, as the user wrote it (for messages)."""
+        return _python_value(self.times[series][step])
+
+    def entity(self, series: int) -> object:
+        """The entity id of `series` as the user wrote it: 'a' or 3, not np.str_('a') (for messages)."""
+        return _python_value(self.entities[series])
+
+
 def load_japanese_vowels(split: Literal["train", "test"]) -> SequenceRecords:
     """JapaneseVowels (UCR/UEA, shipped by `aeon`): 9 speakers uttering /ae/, 12 LPC cepstra per frame.
 
@@ -182,6 +213,99 @@ def load_m1_yearly():  # -> pandas.DataFrame
     return pd.concat(rows, ignore_index=True)
 
 
+def panel_from_frame(
+    frame,  # pandas.DataFrame
+    *,
+    entity_column: str = "entity",
+    time_column: str = "time",
+    target_column: str = "target",
+    covariate_columns: Sequence[str] = (),
+    missing: Literal["error", "mask"] = "error",
+    source: str = "data",
+) -> SeriesPanel:
+    """Long-format rows (`entity, time, target, covariates...`) -> one series per entity, ordered by time.
+
+    A NaN target is an error naming the entity and time unless `missing="mask"`: then leading NaNs of a
+    series are dropped, later ones forward-filled and flagged unobserved. Inf targets, NaN covariates and
+    repeated time stamps are always errors. Rows are taken as consecutive steps: fill gaps in the time
+    index with NaN rows (and mask them) rather than leaving them out.
+    """
+    if missing not in ("error", "mask"):
+        raise DataError(f"data.missing must be 'error' or 'mask', got {missing!r}.")
+    columns = list(frame.columns)
+    required = [entity_column, time_column, target_column, *covariate_columns]
+    absent = [c for c in required if c not in columns]
+    if absent:
+        raise DataError(
+            f"{source}: missing column(s) {absent}; it has {columns}. Rename the columns or set "
+            "entity_column / time_column / target_column / covariate_columns in the data config."
+        )
+    if len(frame) == 0:
+        raise DataError(f"{source}: no rows; a forecasting panel needs at least one series.")
+    numeric = [c for c in (target_column, *covariate_columns) if not _is_numeric(frame[c])]
+    if numeric:
+        raise DataError(f"{source}: column(s) {numeric} are not numeric; encode them as numbers.")
+    if frame[time_column].isna().any():
+        row = int(np.flatnonzero(frame[time_column].isna().to_numpy())[0])
+        raise DataError(f"{source}: empty time value in row {row + 2}; every row needs a time stamp.")
+    frame = frame.sort_values([entity_column, time_column], kind="stable")
+    entities: list[object] = []
+    times: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    observed: list[np.ndarray] = []
+    covariates: list[np.ndarray] = []
+    for entity, group in frame.groupby(entity_column, sort=False):
+        stamps = group[time_column].to_numpy()
+        if len(np.unique(stamps)) != len(stamps):
+            repeated = _first_repeated(stamps)
+            raise DataError(
+                f"{source}: entity {_python_value(entity)!r} has the time stamp {repeated!r} more than once; each (entity, time) "
+                "pair must be unique. Aggregate the duplicates first."
+            )
+        target = group[target_column].to_numpy(dtype=np.float64)  # (T,)
+        extra = group[list(covariate_columns)].to_numpy(dtype=np.float64).reshape(len(group), -1)  # (T, C)
+        _check_series_values(source, entity, stamps, target, extra, list(covariate_columns), target_column, missing)
+        is_observed = ~np.isnan(target)
+        if not is_observed.any():
+            raise DataError(f"{source}: entity {_python_value(entity)!r} has no observed {target_column!r} value; drop it.")
+        first = int(np.argmax(is_observed))  # leading missing values carry no information
+        target, stamps, extra, is_observed = target[first:], stamps[first:], extra[first:], is_observed[first:]
+        entities.append(entity)
+        times.append(stamps)
+        values.append(_forward_fill(target))
+        observed.append(is_observed)
+        covariates.append(extra)
+    return SeriesPanel(
+        entities=np.array(entities),
+        times=times,
+        values=values,
+        observed=observed,
+        covariates=covariates,
+        covariate_names=list(covariate_columns),
+    )
+
+
+def load_panel(
+    path: str | Path,
+    *,
+    entity_column: str = "entity",
+    time_column: str = "time",
+    target_column: str = "target",
+    covariate_columns: Sequence[str] = (),
+    missing: Literal["error", "mask"] = "error",
+) -> SeriesPanel:
+    """A forecasting panel from the user's CSV/TSV/Parquet file in long format (see `panel_from_frame`)."""
+    return panel_from_frame(
+        _read_table(Path(path)),
+        entity_column=entity_column,
+        time_column=time_column,
+        target_column=target_column,
+        covariate_columns=covariate_columns,
+        missing=missing,
+        source=str(path),
+    )
+
+
 def require_data_file(path: Path) -> None:
     """Raises a DataError naming the path (and what it resolves to) unless it is an existing file."""
     if not path.is_file():
@@ -247,6 +371,60 @@ def _check_finite(frame, features: list[str], entity_column: str, time_column: s
         bad_column = features[int(np.flatnonzero(~np.isfinite(values[row]))[0])]
         raise DataError(
             f"{path}: {len(bad_rows)} row(s) have NaN/Inf features; first at entity "
-            f"{frame[entity_column].iloc[row]!r}, time {frame[time_column].iloc[row]!r}, column "
+            f"{_python_value(frame[entity_column].iloc[row])!r}, time {_python_value(frame[time_column].iloc[row])!r}, column "
             f"{bad_column!r}. Impute or drop those rows before training."
         )
+
+
+def _first_repeated(stamps: np.ndarray) -> object:
+    """The first time stamp that occurs more than once."""
+    unique, counts = np.unique(stamps, return_counts=True)
+    return _python_value(unique[np.flatnonzero(counts > 1)[0]])
+
+
+def _python_value(value: object) -> object:
+    """numpy scalars as plain Python values, so messages show 2005 or 'a' rather than np.int64(2005)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_series_values(
+    source: str,
+    entity: object,
+    stamps: np.ndarray,
+    target: np.ndarray,
+    covariates: np.ndarray,
+    covariate_names: list[str],
+    target_column: str,
+    missing: str,
+) -> None:
+    """Errors that name the entity and the time of the first bad value, with the fix."""
+
+    def at(step: int) -> str:
+        return f"entity {_python_value(entity)!r} at time {_python_value(stamps[step])!r}"
+
+    infinite = np.flatnonzero(np.isinf(target))
+    if infinite.shape[0]:
+        raise DataError(
+            f"{source}: {target_column!r} is infinite for {at(int(infinite[0]))}; replace it with a real value "
+            "(or NaN with data.missing: mask)."
+        )
+    nan = np.flatnonzero(np.isnan(target))
+    if nan.shape[0] and missing == "error":
+        raise DataError(
+            f"{source}: {target_column!r} is missing (NaN) for {at(int(nan[0]))} ({nan.shape[0]} missing in this "
+            "series). Fix: impute or drop those rows, or set data.missing: mask to leave missing targets out of "
+            "the loss and the metrics."
+        )
+    bad_covariates = np.argwhere(~np.isfinite(covariates))
+    if bad_covariates.shape[0]:
+        step, column = (int(v) for v in bad_covariates[0])
+        raise DataError(
+            f"{source}: covariate {covariate_names[column]!r} is NaN/Inf for {at(step)}; covariates must be "
+            "complete. Impute them (e.g. forward fill) before training."
+        )
+
+
+def _forward_fill(values: np.ndarray) -> np.ndarray:
+    """(T,) with NaNs after the first value replaced by the last observed value."""
+    observed_at = np.where(~np.isnan(values), np.arange(values.shape[0]), 0)
+    return values[np.maximum.accumulate(observed_at)]

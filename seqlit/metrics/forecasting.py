@@ -57,10 +57,12 @@ class _PerSeriesMean(Metric):
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("series", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def _add(self, per_series: Tensor) -> None:
-        """per_series (B,) float64 scores."""
-        self.total += per_series.sum()
-        self.series += per_series.numel()
+    def _add(self, per_series: Tensor, has_targets: Tensor, scale: Tensor | None = None) -> None:
+        """per_series (B,) float64 scores, has_targets (B,) bool; series without targets are skipped."""
+        if scale is not None:
+            per_series = per_series / scale  # (B,)
+        self.total += per_series[has_targets].sum()
+        self.series += has_targets.sum()
 
     def compute(self) -> Tensor:
         return (self.total / self.series).float()
@@ -69,22 +71,35 @@ class _PerSeriesMean(Metric):
 class MeanAbsoluteScaledError(_PerSeriesMean):
     """Mean over series of mean_h |y - ŷ| / scale, with `scale` from `mase_scale` on each series' history."""
 
-    def update(self, predictions: Tensor, targets: Tensor, scale: Tensor) -> None:
-        """predictions, targets (B, H), scale (B,) -> adds B series."""
+    def update(self, predictions: Tensor, targets: Tensor, scale: Tensor, mask: Tensor | None = None) -> None:
+        """predictions, targets (B, H), scale (B,), mask (B, H) True on observed targets -> adds the series
+        with at least one observed target."""
         _check_shapes(predictions, targets)
-        self._add((predictions - targets).abs().to(torch.float64).mean(dim=1) / scale.to(torch.float64))  # (B,)
+        errors = (predictions.to(torch.float64) - targets.to(torch.float64)).abs()  # (B, H)
+        self._add(*_horizon_mean(errors, mask), scale=scale.to(torch.float64))
 
 
 class SymmetricMAPE(_PerSeriesMean):
     """Mean over series of mean_h 200 |y - ŷ| / (|y| + |ŷ|), in percent (0 where both are 0)."""
 
-    def update(self, predictions: Tensor, targets: Tensor) -> None:
-        """predictions, targets (B, H) -> adds B series."""
+    def update(self, predictions: Tensor, targets: Tensor, mask: Tensor | None = None) -> None:
+        """predictions, targets (B, H), mask (B, H) True on observed targets -> adds the series with at
+        least one observed target."""
         _check_shapes(predictions, targets)
         predictions, targets = predictions.to(torch.float64), targets.to(torch.float64)
         denominator = predictions.abs() + targets.abs()  # (B, H)
         ratio = torch.where(denominator > 0, 200.0 * (predictions - targets).abs() / denominator, 0.0)  # (B, H)
-        self._add(ratio.mean(dim=1))  # (B,)
+        self._add(*_horizon_mean(ratio, mask))
+
+
+def _horizon_mean(values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """values (B, H), mask (B, H) -> (mean over observed steps (B,), whether any step is observed (B,))."""
+    if mask is None:
+        return values.mean(dim=1), torch.ones(values.shape[0], dtype=torch.bool, device=values.device)
+    if mask.shape != values.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} differs from the forecasts' {tuple(values.shape)}.")
+    counts = mask.sum(dim=1)  # (B,)
+    return (values * mask).sum(dim=1) / counts.clamp_min(1), counts > 0
 
 
 def _check_shapes(predictions: Tensor, targets: Tensor) -> None:

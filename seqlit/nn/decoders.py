@@ -20,6 +20,24 @@ from seqlit.types import BOS_ID, EOS_ID, PAD_ID
 SamplingMode = Literal["argmax", "sample"]
 
 
+def teacher_forcing_coins(
+    shape: torch.Size | tuple[int, int],
+    teacher_forcing_prob: float,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """(B, T) bool, True where step t is fed the ground truth: one coin per item and step (Bengio et al.
+    2015 flip per token, not per sequence). Step 0 is always forced; coins are drawn on the CPU so a seeded
+    generator gives the same draws on every device."""
+    if not 0.0 <= teacher_forcing_prob <= 1.0:
+        raise ValueError(f"teacher_forcing_prob must be in [0, 1], got {teacher_forcing_prob}")
+    if teacher_forcing_prob >= 1.0 or shape[1] <= 1:
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    forced = (torch.rand(shape, generator=generator, device="cpu") < teacher_forcing_prob).to(device)  # (B, T)
+    forced[:, 0] = True
+    return forced
+
+
 @dataclass
 class Memory:
     """What the decoder attends to: encoder outputs, their query-independent projection, the source mask."""
@@ -182,11 +200,7 @@ class AttentionDecoder(nn.Module):
         steps = target_inputs.shape[1]
         logits_per_step: list[Tensor] = []
         weights_per_step: list[Tensor] = []
-        forced = torch.ones_like(target_inputs, dtype=torch.bool)  # (B, T)
-        if teacher_forcing_prob < 1.0 and steps > 1:
-            coins = torch.rand(target_inputs.shape, generator=generator, device="cpu")  # (B, T)
-            forced = (coins < teacher_forcing_prob).to(target_inputs.device)
-            forced[:, 0] = True
+        forced = teacher_forcing_coins(target_inputs.shape, teacher_forcing_prob, target_inputs.device, generator)
         tokens = target_inputs[:, 0]  # (B,)
         for t in range(steps):
             logits, state, weights = self.step(tokens, state, memory)

@@ -138,8 +138,16 @@ class SeqlitCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point; user errors print one clear message instead of a traceback."""
+    """Console entry point; user errors print one clear message instead of a traceback.
+
+    `seqlit compare ...` is seqlit's own subcommand (see `seqlit.compare`); the rest are LightningCLI's.
+    """
+    argv = sys.argv[1:] if args is None else args
     try:
+        if argv[:1] == ["compare"]:
+            from seqlit.compare import main as compare
+
+            raise SystemExit(compare(argv[1:]))
         SeqlitCLI(args=args, parser_kwargs={"exit_on_error": False})
     except ArgumentError as error:
         print(f"seqlit: error: {_explain_argument_error(str(error))}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Attention heatmaps (matplotlib PNG) for inspecting what a seq2seq model aligns.
+"""Plots as matplotlib PNGs: attention heatmaps for inspecting what a seq2seq model aligns, and the
+validation curves of several training variants (what `seqlit compare` draws).
 
     python -m seqlit.plots --checkpoint runs/g2p_cmudict/version_0/checkpoints/last.ckpt \\
         --word phoneme --output phoneme_attention.png
@@ -45,6 +46,51 @@ def save_attention_heatmap(
     if title:
         axes.set_title(title)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def save_validation_curves(
+    curves: dict[str, list[list[float]]],
+    path: str | Path,
+    metric: str,
+    title: str | None = None,
+) -> Path:
+    """One line per variant: the mean over its runs of `metric` at each epoch, with a band from the lowest
+    to the highest run (runs that stopped early count at the epochs they reached)."""
+    if not curves or not any(any(len(run) for run in runs) for runs in curves.values()):
+        raise ValueError("no validation values to plot; the runs logged no per-epoch validation metric.")
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7.0, 4.5))
+    for name, runs in curves.items():
+        longest = max((len(run) for run in runs), default=0)
+        if longest == 0:
+            continue
+        grid = np.full((len(runs), longest), np.nan)  # (runs, epochs)
+        for row, run in enumerate(runs):
+            grid[row, : len(run)] = run
+        epochs = np.arange(1, longest + 1)
+        mean = np.nanmean(grid, axis=0)
+        line = axes.plot(epochs, mean, label=f"{name} (n={len(runs)})")[0]
+        axes.fill_between(epochs, np.nanmin(grid, axis=0), np.nanmax(grid, axis=0), color=line.get_color(),
+                          alpha=0.2, linewidth=0)
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(metric)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    if title:
+        axes.set_title(title)
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

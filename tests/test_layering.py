@@ -17,7 +17,8 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"types", "errors"},
     "tasks": {"types", "errors", "nn", "metrics", "schedules"},
     "callbacks": {"types", "errors"},
-    "cli": {"types", "errors", "schedules", "data", "nn", "metrics", "tasks", "callbacks"},
+    "cli": {"types", "errors", "schedules", "data", "nn", "metrics", "tasks", "callbacks", "compare"},
+    "compare": {"cli", "types", "errors", "plots"},
     "demo": {"cli", "types", "errors"},
     "plots": {"types", "errors", "tasks"},
 }

@@ -259,15 +259,17 @@ def panel_from_frame(
         if len(np.unique(stamps)) != len(stamps):
             repeated = _first_repeated(stamps)
             raise DataError(
-                f"{source}: entity {_python_value(entity)!r} has the time stamp {repeated!r} more than once; each (entity, time) "
-                "pair must be unique. Aggregate the duplicates first."
+                f"{source}: entity {_python_value(entity)!r} has the time stamp {repeated!r} more than once; each "
+                "(entity, time) pair must be unique. Aggregate the duplicates first."
             )
         target = group[target_column].to_numpy(dtype=np.float64)  # (T,)
         extra = group[list(covariate_columns)].to_numpy(dtype=np.float64).reshape(len(group), -1)  # (T, C)
         _check_series_values(source, entity, stamps, target, extra, list(covariate_columns), target_column, missing)
         is_observed = ~np.isnan(target)
         if not is_observed.any():
-            raise DataError(f"{source}: entity {_python_value(entity)!r} has no observed {target_column!r} value; drop it.")
+            raise DataError(
+                f"{source}: entity {_python_value(entity)!r} has no observed {target_column!r} value; drop it."
+            )
         first = int(np.argmax(is_observed))  # leading missing values carry no information
         target, stamps, extra, is_observed = target[first:], stamps[first:], extra[first:], is_observed[first:]
         entities.append(entity)
@@ -371,7 +373,8 @@ def _check_finite(frame, features: list[str], entity_column: str, time_column: s
         bad_column = features[int(np.flatnonzero(~np.isfinite(values[row]))[0])]
         raise DataError(
             f"{path}: {len(bad_rows)} row(s) have NaN/Inf features; first at entity "
-            f"{_python_value(frame[entity_column].iloc[row])!r}, time {_python_value(frame[time_column].iloc[row])!r}, column "
+            f"{_python_value(frame[entity_column].iloc[row])!r}, time "
+            f"{_python_value(frame[time_column].iloc[row])!r}, column "
             f"{bad_column!r}. Impute or drop those rows before training."
         )
 

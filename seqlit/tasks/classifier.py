@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -27,6 +27,9 @@ class SequenceClassifier(pl.LightningModule):
     linking; the rest are the practitioner's defaults (bidirectional GRU, dropout 0.2, AdamW with
     5% warmup and cosine decay; gradient clipping at 1.0 is set on the Trainer).
     """
+
+    # The widths `seqlit compare` scales (together, in proportion) to match another variant's parameter count.
+    size_parameters: ClassVar[tuple[str, ...]] = ("hidden_size",)
 
     def __init__(
         self,

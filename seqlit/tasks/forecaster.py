@@ -3,7 +3,7 @@ scaled units and scored by MASE and sMAPE in original units."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -35,6 +35,9 @@ class Forecaster(pl.LightningModule):
     observed targets inside the outermost quantiles). A window whose history has no MASE scale (constant,
     or shorter than the season) is left out of MASE only; the data module warns which.
     """
+
+    # The widths `seqlit compare` scales (together, in proportion) to match another variant's parameter count.
+    size_parameters: ClassVar[tuple[str, ...]] = ("hidden_size",)
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -54,6 +54,9 @@ class LanguageModel(pl.LightningModule):
     `weight_decay`. Logged every epoch: `{train,val,test}/loss`, `/ppl` and `/bpc` (bits per character).
     `carry_state=False` resets the state at every chunk (the ablation that shows what carrying buys).
     """
+
+    # The widths `seqlit compare` scales (together, in proportion) to match another variant's parameter count.
+    size_parameters: ClassVar[tuple[str, ...]] = ("hidden_size",)
 
     def __init__(
         self,

@@ -3,7 +3,7 @@ scheduled sampling during training, free-running greedy/beam decoding for evalua
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -58,6 +58,9 @@ class Seq2SeqModel(pl.LightningModule):
     in `val/wer`; test decodes greedy and with beam search and logs both (`test/wer` is beam,
     stress stripped; `test/greedy_*` greedy; `*_stress` with stress digits kept).
     """
+
+    # The widths `seqlit compare` scales (together, in proportion) to match another variant's parameter count.
+    size_parameters: ClassVar[tuple[str, ...]] = ("encoder_hidden_size", "decoder_hidden_size")
 
     def __init__(
         self,

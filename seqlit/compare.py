@@ -1,0 +1,441 @@
+"""`seqlit compare`: GRU vs LSTM (and uni- vs bidirectional) at a matched parameter count over several seeds.
+
+    seqlit compare --config configs/japanese_vowels_gru.yaml --variants gru,lstm --seeds 5 --out runs/compare_jv
+
+The first variant keeps the config's widths; every other variant gets the widths (scaled together, in
+proportion) whose parameter count is closest to the first's, and must land within `--tolerance`.
+Each (variant, seed) run is an ordinary `seqlit fit --test_after_fit true` with its own CSV log
+(`<out>/runs/<variant>/seed<k>/`) and, when done, a `result.json`; a rerun skips finished runs, so an
+interrupted compare resumes where it stopped. Then `<out>/report.md`, `results.csv`, `summary.csv` and
+`val_curves.png` are written, with a paired t-test over seeds per variant against the first.
+Arguments it does not know (e.g. `--trainer.max_epochs 5`) go to every `seqlit fit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from lightning.pytorch.callbacks import Timer
+from torch import nn
+
+from seqlit.cli import SeqlitCLI
+from seqlit.errors import SeqlitError
+from seqlit.plots import save_validation_curves
+
+# Test metric -> whether higher is better; the first one a run reports is the comparison's metric.
+METRICS: dict[str, bool] = {"test/acc": True, "test/wer": False, "test/bpc": False, "test/mase": False}
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One architecture of the comparison: cell, direction, and the widths that match the parameter budget."""
+
+    name: str
+    cell: str
+    bidirectional: bool
+    sizes: dict[str, int]
+    n_params: int
+
+    def overrides(self, has_bidirectional: bool) -> list[str]:
+        """`seqlit fit` arguments that build this variant from the config."""
+        arguments = ["--model.init_args.cell", self.cell]
+        if has_bidirectional:
+            arguments += ["--model.init_args.bidirectional", str(self.bidirectional).lower()]
+        for key, value in self.sizes.items():
+            arguments += [f"--model.init_args.{key}", str(value)]
+        return arguments
+
+
+def parse_variant(name: str) -> tuple[str, bool]:
+    """`gru`, `lstm`, `bigru`, `bilstm` -> (cell, bidirectional)."""
+    bidirectional = name.startswith("bi")
+    cell = name[2:] if bidirectional else name
+    if cell not in ("gru", "lstm"):
+        raise SeqlitError(f"unknown variant {name!r}; use gru, lstm, bigru or bilstm (comma-separated).")
+    return cell, bidirectional
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def solve_sizes(
+    build: Callable[[dict[str, int]], nn.Module], base: dict[str, int], target: int, tolerance: float = 0.02
+) -> tuple[dict[str, int], int]:
+    """Widths, scaled together from `base`, whose model has the parameter count closest to `target`.
+
+    The count grows with the width, so the smallest width reaching the target is found by bisection and
+    compared with the one below it. Raises when even the closest is off by more than `tolerance`.
+    """
+    lead = next(iter(base))
+
+    def sizes_at(width: int) -> dict[str, int]:
+        return {key: max(1, round(value * width / base[lead])) for key, value in base.items()}
+
+    counts: dict[int, int] = {}
+
+    def count(width: int) -> int:
+        if width not in counts:
+            counts[width] = count_parameters(build(sizes_at(width)))
+        return counts[width]
+
+    high = max(2, base[lead])
+    while count(high) < target and high < 64 * base[lead]:
+        high *= 2
+    low = 1
+    while low < high:  # smallest width whose count reaches the target
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if count(middle) < target else (low, middle)
+    best = min({max(1, low - 1), low}, key=lambda width: (abs(count(width) - target), width))
+    error = abs(count(best) - target) / target
+    if error > tolerance:
+        step = abs(count(best + 1) - count(best)) / target
+        raise SeqlitError(
+            f"no width for {sorted(base)} gets within {tolerance:.0%} of {target:,} parameters (closest: "
+            f"{count(best):,} at {sizes_at(best)}, {error:.1%} off; one unit of width changes the count by "
+            f"{step:.1%}). Compare at a larger reference width (steps shrink as widths grow), or raise --tolerance; "
+            "if the step is 0% the widths do not size this model (e.g. a tied one-layer language model)."
+        )
+    return sizes_at(best), count(best)
+
+
+def plan_variants(model: Any, names: list[str], tolerance: float = 0.02) -> list[Variant]:
+    """Variants matched to the first one's parameter count; `model` is the config's instantiated task."""
+    size_keys = getattr(type(model), "size_parameters", None)
+    if not size_keys:
+        raise SeqlitError(f"{type(model).__name__} does not declare `size_parameters`; seqlit compare cannot size it.")
+    accepted = inspect.signature(type(model).__init__).parameters
+    hparams = {key: value for key, value in model.hparams.items() if key in accepted}  # drops CLI's _class_path
+    if any(parse_variant(name)[1] for name in names) and "bidirectional" not in hparams:
+        raise SeqlitError(
+            f"{type(model).__name__} has no `bidirectional` option (a language model must read left to right); "
+            "compare gru and lstm only."
+        )
+    base = {key: int(hparams[key]) for key in size_keys}
+
+    def build(cell: str, bidirectional: bool) -> Callable[[dict[str, int]], nn.Module]:
+        extra = {"bidirectional": bidirectional} if "bidirectional" in hparams else {}
+        return lambda sizes: type(model)(**{**hparams, "cell": cell, **extra, **sizes})
+
+    first_cell, first_bidirectional = parse_variant(names[0])
+    target = count_parameters(build(first_cell, first_bidirectional)(base))
+    if target == 0:
+        raise SeqlitError(f"the {names[0]} model of this config has no parameters (a baseline?); nothing to compare.")
+    variants = [Variant(names[0], first_cell, first_bidirectional, base, target)]
+    for name in names[1:]:
+        cell, bidirectional = parse_variant(name)
+        sizes, n_params = solve_sizes(build(cell, bidirectional), base, target, tolerance)
+        variants.append(Variant(name, cell, bidirectional, sizes, n_params))
+    return variants
+
+
+# ---- running ----------------------------------------------------------------------------------------
+
+
+class _TimedCLI(SeqlitCLI):
+    """`seqlit fit` that times its training loop (validation included, setup and test not)."""
+
+    test_verbose = False  # compare prints its own lines
+
+    def before_fit(self) -> None:
+        super().before_fit()
+        self.timer = Timer()
+        self.trainer.callbacks.append(self.timer)
+
+    def after_fit(self) -> None:
+        # Read before testing: restoring the best checkpoint loads the timer's saved elapsed time as an offset.
+        self.train_seconds = self.timer.time_elapsed("train")
+        super().after_fit()
+
+
+def run_variant_seed(
+    config: str, variant: Variant, seed: int, out: Path, extra: list[str], has_bidirectional: bool,
+    wandb_project: str | None = None,
+) -> dict[str, Any]:
+    """Trains and tests one (variant, seed) unless its `result.json` exists; returns that result."""
+    run_dir = out / "runs" / variant.name / f"seed{seed}"
+    result_path = run_dir / RESULT_FILE
+    arguments = [*variant.overrides(has_bidirectional), *extra]
+    if result_path.is_file():
+        earlier = json.loads(result_path.read_text(encoding="utf-8"))
+        if earlier.get("config") != str(config) or earlier.get("arguments") != arguments:
+            raise SeqlitError(
+                f"{result_path} is a finished run of another setup (config {earlier.get('config')!r}, arguments "
+                f"{earlier.get('arguments')}); now: config {str(config)!r}, arguments {arguments}. Reusing it would "
+                "mix setups in one table: pass a new --out, or delete that folder to retrain it."
+            )
+        return {**earlier, "reused": True}
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts over
+    loggers: list[dict[str, Any]] = [{
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(out / "runs"), "name": variant.name, "version": f"seed{seed}"},
+    }]
+    if wandb_project:
+        loggers.append({
+            "class_path": "lightning.pytorch.loggers.WandbLogger",
+            "init_args": {"project": wandb_project, "group": out.name, "name": f"{variant.name}-seed{seed}",
+                          "save_dir": str(out), "tags": [variant.name, f"seed{seed}"]},
+        })
+    started = time.perf_counter()
+    cli = _TimedCLI(args=[
+        "fit", "--config", config, "--seed_everything", str(seed), "--test_after_fit", "true",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.logger", json.dumps(loggers), *arguments,
+    ])
+    seconds = time.perf_counter() - started
+    if wandb_project:
+        import wandb
+
+        wandb.finish()
+    tested = dict((cli.test_results or [{}])[0])
+    metric = _metric_of(tested)
+    history = pd.read_csv(run_dir / "metrics.csv")
+    curve = _per_epoch(history, metric.replace("test/", "val/"))
+    higher = METRICS[metric]
+    epochs = max(1, cli.trainer.current_epoch)
+    result = {
+        "variant": variant.name,
+        "seed": seed,
+        "config": str(config),
+        "arguments": arguments,
+        "n_params": variant.n_params,
+        "sizes": variant.sizes,
+        "metric": metric,
+        "test": {key: float(value) for key, value in tested.items()},
+        "val_curve": curve,
+        "best_epoch": (curve.index(max(curve) if higher else min(curve)) + 1) if curve else None,
+        "epochs": epochs,
+        "seconds": seconds,
+        "seconds_per_epoch": cli.train_seconds / epochs,
+        "tokens_per_sec": _median_column(history, "data/tokens_per_sec_epoch"),
+    }
+    temporary = result_path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    os.replace(temporary, result_path)  # a result file is complete or absent, never half written
+    return {**result, "reused": False}
+
+
+def _metric_of(tested: dict[str, Any]) -> str:
+    for metric in METRICS:
+        if metric in tested:
+            return metric
+    raise SeqlitError(
+        f"the run reported none of {list(METRICS)} when tested (got {sorted(tested)[:8]}); compare needs a task "
+        "metric, so keep test_after_fit on and a ModelCheckpoint in the config."
+    )
+
+
+def _per_epoch(history: pd.DataFrame, column: str) -> list[float]:
+    if column not in history.columns or "epoch" not in history.columns:
+        return []
+    values = history[["epoch", column]].dropna()
+    return [float(v) for v in values.groupby("epoch")[column].last().tolist()]
+
+
+def _median_column(history: pd.DataFrame, column: str) -> float | None:
+    if column not in history.columns or history[column].dropna().empty:
+        return None
+    return float(history[column].dropna().median())
+
+
+# ---- report -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """Per-variant statistics of the task metric over seeds."""
+
+    variant: str
+    sizes: str
+    n_params: int
+    params_vs_first: float
+    runs: int
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    best_epoch: float
+    seconds_per_epoch: float
+    tokens_per_sec: float | None
+
+
+def summarise(variants: list[Variant], results: list[dict[str, Any]]) -> tuple[str, list[Summary]]:
+    metric = results[0]["metric"]
+    rows = []
+    for variant in variants:
+        mine = [r for r in results if r["variant"] == variant.name]
+        values = [r["test"][metric] for r in mine]
+        low, high = _confidence_interval(values)
+        tokens = [r["tokens_per_sec"] for r in mine if r["tokens_per_sec"] is not None]
+        epochs = [r["best_epoch"] for r in mine if r["best_epoch"] is not None]
+        rows.append(Summary(
+            variant=variant.name,
+            sizes=", ".join(f"{k}={v}" for k, v in variant.sizes.items()),
+            n_params=variant.n_params,
+            params_vs_first=variant.n_params / variants[0].n_params - 1.0,
+            runs=len(values),
+            mean=statistics.mean(values),
+            std=statistics.stdev(values) if len(values) > 1 else 0.0,
+            ci_low=low,
+            ci_high=high,
+            best_epoch=statistics.mean(epochs) if epochs else float("nan"),
+            seconds_per_epoch=statistics.mean(r["seconds_per_epoch"] for r in mine),
+            tokens_per_sec=statistics.mean(tokens) if tokens else None,
+        ))
+    return metric, rows
+
+
+def verdict(metric: str, first: str, other: str, results: list[dict[str, Any]], alpha: float = 0.05) -> str:
+    """One line: the paired difference over the seeds both variants finished, and whether it is significant."""
+    from scipy import stats
+
+    by_seed = {(r["variant"], r["seed"]): r["test"][metric] for r in results}
+    seeds = sorted(seed for (name, seed) in by_seed if name == first and (other, seed) in by_seed)
+    a = [by_seed[(other, seed)] for seed in seeds]
+    b = [by_seed[(first, seed)] for seed in seeds]
+    if len(seeds) < 2:
+        return f"{other} vs {first}: only {len(seeds)} paired seed(s); a paired test needs at least 2."
+    differences = [x - y for x, y in zip(a, b)]
+    mean_difference = statistics.mean(differences)
+    low, high = _confidence_interval(differences)
+    head = (f"{other} vs {first} on {metric}: {statistics.mean(a):.4f} vs {statistics.mean(b):.4f}, difference "
+            f"{mean_difference:+.4f} (95% CI {low:+.4f} to {high:+.4f})")
+    if all(d == differences[0] for d in differences):
+        return f"{head}; the same difference on every seed, so no test is needed."
+    p_value = float(stats.ttest_rel(a, b).pvalue)
+    if p_value >= alpha:
+        return (f"{head}, paired t-test p = {p_value:.3f} over {len(seeds)} seeds: no significant difference at "
+                f"α = {alpha}.")
+    better = other if (mean_difference > 0) == METRICS[metric] else first
+    return (f"{head}, paired t-test p = {p_value:.3g} over {len(seeds)} seeds: {better} is significantly better at "
+            f"α = {alpha}.")
+
+
+def _confidence_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean (NaN with fewer than two values)."""
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    from scipy import stats
+
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return statistics.mean(values) - half, statistics.mean(values) + half
+
+
+def write_report(out: Path, config: str, variants: list[Variant], results: list[dict[str, Any]]) -> Path:
+    metric, rows = summarise(variants, results)
+    hidden = ("test", "val_curve", "reused", "config", "arguments")
+    per_run = [{k: v for k, v in r.items() if k not in hidden} | r["test"] for r in results]
+    for row in per_run:
+        row["sizes"] = " ".join(f"{k}={v}" for k, v in row["sizes"].items())
+    pd.DataFrame(per_run).to_csv(out / "results.csv", index=False)
+    pd.DataFrame([asdict(row) for row in rows]).to_csv(out / "summary.csv", index=False)
+    curves = {v.name: [r["val_curve"] for r in results if r["variant"] == v.name] for v in variants}
+    val_metric = metric.replace("test/", "val/")
+    plotted = any(curve for runs in curves.values() for curve in runs)
+    if plotted:
+        save_validation_curves(curves, out / "val_curves.png", val_metric, title=f"{Path(config).name}: {val_metric}")
+    direction = "higher" if METRICS[metric] else "lower"
+    lines = [
+        f"# seqlit compare: {Path(config).name}",
+        "",
+        f"Test metric `{metric}` ({direction} is better), best checkpoint by the config's monitor; "
+        f"{rows[0].runs} seed(s) per variant. Parameter counts are matched to `{variants[0].name}`.",
+        "",
+        f"| variant | widths | params | vs {variants[0].name} | runs | {metric} mean ± std | 95% CI | "
+        f"best {val_metric} epoch | s / epoch | tokens / s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        tokens = f"{row.tokens_per_sec:,.0f}" if row.tokens_per_sec is not None else "n/a"
+        interval = "n/a (1 run)" if math.isnan(row.ci_low) else f"{row.ci_low:.4f} – {row.ci_high:.4f}"
+        lines.append(
+            f"| {row.variant} | {row.sizes} | {row.n_params:,} | {row.params_vs_first:+.2%} | {row.runs} | "
+            f"{row.mean:.4f} ± {row.std:.4f} | {interval} | {row.best_epoch:.1f} | "
+            f"{row.seconds_per_epoch:.2f} | {tokens} |"
+        )
+    lines += ["", "## Verdict", ""]
+    lines += [f"- {verdict(metric, variants[0].name, v.name, results)}" for v in variants[1:]]
+    if len(variants) > 2:
+        lines.append(f"- {len(variants) - 1} tests against {variants[0].name}: with a Bonferroni correction a "
+                     f"difference is significant at p < {0.05 / (len(variants) - 1):.4f}.")
+    if plotted:
+        lines += ["", f"![validation curves](val_curves.png)", "",
+                  f"`val_curves.png`: mean {val_metric} per epoch over seeds, band from the lowest to the highest run."]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report
+
+
+# ---- entry point ------------------------------------------------------------------------------------
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`5` -> seeds 0..4; `0,3,7` -> those seeds."""
+    try:
+        if "," in text:
+            return [int(part) for part in text.split(",") if part.strip()]
+        count = int(text)
+    except ValueError:
+        raise SeqlitError(f"--seeds takes a count (5) or a list (0,3,7), got {text!r}.") from None
+    if count < 1:
+        raise SeqlitError(f"--seeds must be at least 1, got {count}.")
+    return list(range(count))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="seqlit compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the recipe to compare variants of")
+    parser.add_argument("--variants", default="gru,lstm",
+                        help="comma-separated: gru, lstm, bigru, bilstm (the first is the reference)")
+    parser.add_argument("--seeds", default="5", help="a count (5 -> seeds 0..4) or a list (0,3,7)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/compare_<config name>)")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="largest relative parameter-count gap")
+    parser.add_argument("--wandb_project", default=None, help="also log each run to W&B, grouped by the output folder")
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    names = [name.strip() for name in args.variants.split(",") if name.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise SeqlitError(f"--variants needs at least two different variants, got {args.variants!r}.")
+    seeds = parse_seeds(args.seeds)
+    out = Path(args.out or f"runs/compare_{Path(args.config).stem}")
+    out.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # a Lightning-internal deprecation, once per run
+
+    reference = SeqlitCLI(args=["--config", args.config, *extra], run=False)
+    variants = plan_variants(reference.model, names, args.tolerance)
+    has_bidirectional = "bidirectional" in reference.model.hparams
+    (out / "plan.json").write_text(json.dumps([asdict(v) for v in variants], indent=2), encoding="utf-8")
+    for variant in variants:
+        print(f"seqlit compare: {variant.name}: {variant.sizes}, {variant.n_params:,} parameters "
+              f"({variant.n_params / variants[0].n_params - 1:+.2%})", flush=True)
+    results = []
+    for seed in seeds:  # seed-major, so an interrupted compare still has paired runs to report
+        for variant in variants:
+            result = run_variant_seed(args.config, variant, seed, out, extra, has_bidirectional, args.wandb_project)
+            results.append(result)
+            status = "finished earlier, reused" if result["reused"] else f"{result['seconds']:.0f} s"
+            print(f"seqlit compare: {variant.name} seed {seed}: {result['metric']} "
+                  f"{result['test'][result['metric']]:.4f} ({status})", flush=True)
+    report = write_report(out, args.config, variants, results)
+    print(report.read_text(encoding="utf-8"))
+    print(f"seqlit compare: report in {report}, runs in {out / 'runs'}")
+    return 0

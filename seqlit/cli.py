@@ -140,7 +140,8 @@ class SeqlitCLI(LightningCLI):
 def main(args: list[str] | None = None) -> None:
     """Console entry point; user errors print one clear message instead of a traceback.
 
-    `seqlit compare ...` is seqlit's own subcommand (see `seqlit.compare`); the rest are LightningCLI's.
+    `seqlit compare ...` and `seqlit doctor ...` are seqlit's own subcommands (`seqlit.compare`,
+    `seqlit.doctor`); the rest are LightningCLI's.
     """
     argv = sys.argv[1:] if args is None else args
     try:
@@ -148,6 +149,10 @@ def main(args: list[str] | None = None) -> None:
             from seqlit.compare import main as compare
 
             raise SystemExit(compare(argv[1:]))
+        if argv[:1] == ["doctor"]:
+            from seqlit.doctor import main as doctor
+
+            raise SystemExit(doctor(argv[1:]))
         SeqlitCLI(args=args, parser_kwargs={"exit_on_error": False})
     except ArgumentError as error:
         print(f"seqlit: error: {_explain_argument_error(str(error))}", file=sys.stderr)

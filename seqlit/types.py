@@ -33,6 +33,14 @@ SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<unk>", "<s>", "</s>")
 """Names of PAD_ID, UNK_ID, BOS_ID, EOS_ID, in id order: the first entries of every vocabulary."""
 
 
+def _non_blocking(device: torch.device | str, requested: bool | None) -> bool:
+    """Asynchronous copies to CUDA by default (Lightning passes no flag to custom batch types); a copy from
+    pinned memory then overlaps with compute. Other devices copy synchronously, as Lightning does."""
+    if requested is not None:
+        return requested
+    return torch.device(device).type == "cuda"
+
+
 @dataclass
 class SeqBatch:
     """A padded batch of variable-length sequences.
@@ -60,8 +68,9 @@ class SeqBatch:
         total = self.n_tokens + self.n_pad
         return self.n_pad / total if total else 0.0
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> SeqBatch:
+    def to(self, device: torch.device | str, non_blocking: bool | None = None) -> SeqBatch:
         """Moves tensors to `device`; `lengths` stays on the CPU, where packing needs it."""
+        non_blocking = _non_blocking(device, non_blocking)
         return replace(
             self,
             inputs=self.inputs.to(device, non_blocking=non_blocking),
@@ -117,8 +126,9 @@ class Seq2SeqBatch:
         total = self.n_tokens + self.n_pad
         return self.n_pad / total if total else 0.0
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Seq2SeqBatch:
+    def to(self, device: torch.device | str, non_blocking: bool | None = None) -> Seq2SeqBatch:
         """Moves tensors to `device`; `source_lengths` and `indices` stay on the CPU."""
+        non_blocking = _non_blocking(device, non_blocking)
         return replace(
             self,
             sources=self.sources.to(device, non_blocking=non_blocking),
@@ -172,7 +182,9 @@ class LMBatch:
         """Streams are never padded (read by the padding-ratio monitor)."""
         return 0
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> LMBatch:
+    def to(self, device: torch.device | str, non_blocking: bool | None = None) -> LMBatch:
+        """Moves the token tensors to `device`."""
+        non_blocking = _non_blocking(device, non_blocking)
         return replace(
             self,
             inputs=self.inputs.to(device, non_blocking=non_blocking),
@@ -223,8 +235,9 @@ class ForecastBatch:
         total = self.n_tokens + self.n_pad
         return self.n_pad / total if total else 0.0
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> ForecastBatch:
+    def to(self, device: torch.device | str, non_blocking: bool | None = None) -> ForecastBatch:
         """Moves tensors to `device`; `lengths` and `indices` stay on the CPU."""
+        non_blocking = _non_blocking(device, non_blocking)
         moved = {
             name: getattr(self, name).to(device, non_blocking=non_blocking)
             for name in ("inputs", "mask", "targets", "target_mask", "location", "scale", "mase_scale")

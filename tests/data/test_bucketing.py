@@ -431,3 +431,18 @@ def test_property_every_rank_equal_and_every_index_once(data: st.DataObject) -> 
 def test_bad_arguments_raise_helpful_errors(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BucketBatchSampler(**kwargs)
+
+
+def test_loader_workers_are_automatic_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqlit.data.datamodules import loaders
+
+    monkeypatch.setattr(loaders.torch.cuda, "is_available", lambda: False)
+    assert loaders.resolve_num_workers(None) == 0  # CPU: workers would take the model's cores
+    assert loaders.resolve_num_workers(3) == 3
+    monkeypatch.setattr(loaders.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(loaders.os, "cpu_count", lambda: 16)
+    assert loaders.resolve_num_workers(None) == 4
+    options = loaders.loader_options(list, num_workers=None, pin_memory=True, seed=0)
+    assert options["num_workers"] == 4 and options["persistent_workers"] and options["prefetch_factor"] == 2
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
+        loaders.resolve_num_workers(-1)

@@ -34,3 +34,11 @@ def test_per_step_targets_are_padded_with_ignore_index() -> None:
     batch = SequenceCollator()(samples)
     assert batch.targets.tolist() == [[1, 2, 3], [4, IGNORE_INDEX, IGNORE_INDEX]]
     assert batch.padding_ratio == 2 / 6
+
+
+def test_batches_copy_to_cuda_asynchronously_by_default_and_elsewhere_synchronously() -> None:
+    from seqlit.types import _non_blocking
+
+    assert _non_blocking("cuda", None) is True and _non_blocking(torch.device("cuda", 1), None) is True
+    assert _non_blocking("cpu", None) is False and _non_blocking("mps", None) is False
+    assert _non_blocking("cuda", False) is False  # an explicit request wins

@@ -57,7 +57,7 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
         bucketing: bool = True,
         bucket_size_multiplier: int | None = 100,
         sampler_seed: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__()

@@ -73,7 +73,7 @@ class LanguageModelDataModule(pl.LightningDataModule):
         prompts: list[str] | None = None,
         predict_path: str | None = None,
         sampler_seed: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__()

@@ -1,0 +1,201 @@
+"""`seqlit doctor --config X.yaml`: what a run would do, before it spends hours doing it.
+
+Instantiates the config (model, data, trainer; no training) and prints which kernel each recurrent
+layer takes and why (fused cuDNN / oneDNN, packed or not, or a custom cell loop), the training
+loader's padding ratio next to what random batching would give, the precision and device, and the
+effective batch size; then warns about settings that silently fall off the fast path. Extra arguments
+(`--model.init_args.layer_norm true`) override the config as they would for `seqlit fit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqlit.callbacks.padding_ratio import random_batching_padding_ratio
+from seqlit.cli import SeqlitCLI
+from seqlit.data.datamodules.loaders import resolve_num_workers
+from seqlit.nn.cells import LayerNormGRU, LayerNormLSTM, WeightDrop
+from seqlit.nn.decoders import AttentionDecoder
+from seqlit.nn.encoders import RNNEncoder
+from seqlit.nn.forecasting import EncoderDecoderForecaster
+from seqlit.nn.language_model import RecurrentLanguageModel
+
+HIGH_PADDING = 0.3
+
+
+@dataclass
+class Diagnosis:
+    """The doctor's findings: facts to print and warnings about the fast path."""
+
+    kernels: list[str] = field(default_factory=list)
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = ["seqlit doctor", "", "Recurrent layers:"]
+        lines += [f"  - {kernel}" for kernel in self.kernels] or ["  - none found"]
+        lines += ["", "Run:"]
+        width = max((len(name) for name, _ in self.facts), default=0)
+        lines += [f"  {name.ljust(width)}  {value}" for name, value in self.facts]
+        lines += ["", "Warnings:" if self.warnings else "Warnings: none; the run stays on the fast path."]
+        lines += [f"  ! {warning}" for warning in self.warnings]
+        return "\n".join(lines)
+
+
+def kernel_paths(model: nn.Module, device_type: str, diagnosis: Diagnosis) -> None:
+    """One line per recurrent layer: the kernel it runs on and why; warnings for custom loops."""
+    fused = "cuDNN" if device_type == "cuda" else "oneDNN/MKL"
+    owners = _recurrent_owners(model)
+    for name, module in model.named_modules():
+        if isinstance(module, WeightDrop):
+            continue  # reported through the RNN it wraps
+        if isinstance(module, (LayerNormLSTM, LayerNormGRU)):
+            reason = "layer norm inside the cell" if module.layer_norm else "the explicit cell (layer_norm off)"
+            diagnosis.kernels.append(
+                f"{name}: custom {type(module).__name__} time-step loop ({reason}); not the fused kernel"
+            )
+            diagnosis.warnings.append(
+                f"{name} runs a Python loop over time steps because of {reason}: expect a fraction of the fused "
+                "kernel's throughput; set layer_norm: false to get the fused kernel back."
+            )
+        elif isinstance(module, (nn.LSTM, nn.GRU)):
+            kind = f"{type(module).__name__}({module.input_size}→{module.hidden_size}, layers={module.num_layers}"
+            kind += ", bidirectional)" if module.bidirectional else ")"
+            how = owners.get(name, "padded batch: padding steps are computed")
+            dropped = _weight_drop_of(model, name)
+            extra = f"; DropConnect p={dropped} on weight_hh swapped in per forward (fused path kept)" if dropped else ""
+            diagnosis.kernels.append(f"{name}: fused {fused} {kind}, {how}{extra}")
+
+
+def _recurrent_owners(model: nn.Module) -> dict[str, str]:
+    """How each fused RNN is fed, from the seqlit module that owns it."""
+    owners: dict[str, str] = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, RNNEncoder):
+            owners[f"{prefix}rnn"] = "packed sequences: padded steps are skipped"
+        elif isinstance(module, AttentionDecoder):
+            how = ("one step per call (input feeding)" if module.input_feeding else
+                   "one call over the whole target when teacher-forced, one step per call when sampling/decoding")
+            owners[f"{prefix}rnn"] = how
+        elif isinstance(module, EncoderDecoderForecaster):
+            owners[f"{prefix}decoder"] = "one call over the horizon when fully teacher-forced, else one step per call"
+        elif isinstance(module, RecurrentLanguageModel):
+            for index in range(len(module.layers)):
+                for suffix in ("", ".module"):  # bare, or wrapped in WeightDrop
+                    owners[f"{prefix}layers.{index}{suffix}"] = "unpadded token streams (nothing to pack)"
+    return owners
+
+
+def _weight_drop_of(model: nn.Module, rnn_name: str) -> float | None:
+    parent_name = rnn_name.rsplit(".", 1)[0] if "." in rnn_name else ""
+    parent = dict(model.named_modules()).get(parent_name)
+    return float(parent.p) if isinstance(parent, WeightDrop) and parent.p > 0 else None
+
+
+def padding(datamodule: Any, diagnosis: Diagnosis) -> None:
+    """Padding of one epoch of the training loader's batches vs random batches of the same size."""
+    try:
+        datamodule.setup("fit")
+        loader = datamodule.train_dataloader()
+    except Exception as error:  # noqa: BLE001 - the doctor reports, it does not crash
+        diagnosis.facts.append(("padding", f"not measured: the data module could not build its loader ({error})"))
+        return
+    dataset = loader.dataset
+    lengths = getattr(dataset, "lengths", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if lengths is None or batch_sampler is None:
+        diagnosis.facts.append(("padding", "none: batches are fixed-length chunks (no padding)"))
+        return
+    lengths = np.asarray(lengths, dtype=np.int64)
+    batches = [np.asarray(batch, dtype=np.int64) for batch in batch_sampler]
+    grid = sum(int(lengths[batch].max()) * len(batch) for batch in batches if len(batch))
+    ratio = 1.0 - int(sum(int(lengths[batch].sum()) for batch in batches)) / grid if grid else 0.0
+    mean_batch = max(1, round(len(lengths) / max(1, len(batches))))
+    random_ratio = random_batching_padding_ratio(lengths, mean_batch)
+    bucketed = "length-bucketed" if getattr(datamodule, "bucketing", False) else "not bucketed"
+    diagnosis.facts.append(("padding", f"{ratio:.1%} of the padded training grid ({bucketed}, {len(batches)} batches); "
+                                       f"random batching would give {random_ratio:.1%}"))
+    if ratio > HIGH_PADDING:
+        diagnosis.warnings.append(
+            f"{ratio:.0%} of every training batch is padding; turn on data.bucketing (random batching gives "
+            f"{random_ratio:.0%} here) so the compute goes to real steps."
+        )
+
+
+def run_settings(cli: SeqlitCLI, diagnosis: Diagnosis) -> str:
+    """Device, precision, effective batch size, loader workers, clipping; returns the device type."""
+    trainer, datamodule, model = cli.trainer, cli.datamodule, cli.model
+    device_type = "cuda" if trainer.accelerator.__class__.__name__.startswith("CUDA") else "cpu"
+    precision = str(trainer.precision)
+    diagnosis.facts.append(("device", f"{device_type} × {trainer.world_size} process(es)"))
+    diagnosis.facts.append(("precision", precision))
+    batch_size = getattr(datamodule, "batch_size", None)
+    accumulate = trainer.accumulate_grad_batches
+    if batch_size is not None:
+        effective = batch_size * accumulate * trainer.world_size
+        diagnosis.facts.append(("effective batch", f"{effective} sequences = {batch_size} per batch × {accumulate} "
+                                                   f"accumulated × {trainer.world_size} process(es)"))
+    if getattr(datamodule, "max_tokens", None):
+        diagnosis.facts.append(("token cap", f"{datamodule.max_tokens} padded steps per batch"))
+    workers = resolve_num_workers(getattr(datamodule, "num_workers", None))
+    diagnosis.facts.append(("loader", f"{workers} worker process(es), pin_memory={getattr(datamodule, 'pin_memory', None)}"))
+    clip = trainer.gradient_clip_val
+    algorithm = getattr(trainer.gradient_clip_algorithm, "value", trainer.gradient_clip_algorithm)
+    diagnosis.facts.append(("gradient clipping", "off" if not clip else f"{algorithm} at {clip}"))
+    if not clip:
+        diagnosis.warnings.append("gradient clipping is off; RNNs hit exploding gradients, set trainer.gradient_clip_val "
+                                  "(0.5-1.0 with gradient_clip_algorithm: norm).")
+    if device_type == "cpu" and precision.startswith(("16", "bf16")):
+        diagnosis.warnings.append(f"precision {precision} on CPU: RNN kernels gain little from 16-bit on most CPUs "
+                                  "(Lightning turns 16-mixed into bf16-mixed there) and lose precision; 32-true is "
+                                  "seqlit's CPU default.")
+    if precision.startswith("64"):
+        diagnosis.warnings.append("precision 64-true: no fused float64 RNN kernels on GPU and half speed on CPU.")
+    if device_type == "cuda" and precision.startswith(("16", "bf16")):
+        odd = sorted({m.hidden_size for m in model.modules() if isinstance(m, (nn.LSTM, nn.GRU)) and m.hidden_size % 8})
+        if odd:
+            diagnosis.warnings.append(f"hidden sizes {odd} are not multiples of 8: cuDNN cannot use tensor cores for "
+                                      "them in 16-bit precision.")
+    if device_type == "cuda" and workers == 0:
+        diagnosis.warnings.append("data.num_workers is 0 on a GPU: batches are built between steps while the GPU "
+                                  "waits; leave num_workers unset (automatic) or set 2-4.")
+    teacher_forcing = getattr(model, "hparams", {}).get("teacher_forcing")
+    if teacher_forcing not in (None, "constant"):
+        diagnosis.facts.append(("decoder", f"scheduled sampling ({teacher_forcing}): the decoder runs step by step in "
+                                           "training, slower than one teacher-forced call"))
+    return device_type
+
+
+def diagnose(arguments: list[str]) -> Diagnosis:
+    """Instantiates `seqlit fit` arguments without training and collects the findings."""
+    cli = SeqlitCLI(args=arguments, run=False)
+    diagnosis = Diagnosis()
+    device_type = run_settings(cli, diagnosis)
+    kernel_paths(cli.model, device_type, diagnosis)
+    padding(cli.datamodule, diagnosis)
+    n_params = sum(p.numel() for p in cli.model.parameters())
+    diagnosis.facts.insert(0, ("model", f"{type(cli.model).__name__}, {n_params:,} parameters, "
+                                         f"{next(cli.model.parameters(), torch.empty(0)).dtype}"))
+    return diagnosis
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if not arguments or arguments[0] in ("-h", "--help"):
+        print(__doc__)
+        print("usage: seqlit doctor --config X.yaml [--key value ...]")
+        return 0
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    print(diagnose(arguments).render())
+    return 0

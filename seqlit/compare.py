@@ -375,7 +375,7 @@ def write_report(out: Path, config: str, variants: list[Variant], results: list[
         lines.append(f"- {len(variants) - 1} tests against {variants[0].name}: with a Bonferroni correction a "
                      f"difference is significant at p < {0.05 / (len(variants) - 1):.4f}.")
     if plotted:
-        lines += ["", f"![validation curves](val_curves.png)", "",
+        lines += ["", "![validation curves](val_curves.png)", "",
                   f"`val_curves.png`: mean {val_metric} per epoch over seeds, band from the lowest to the highest run."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,12 +47,7 @@ def save_attention_heatmap(
     if title:
         axes.set_title(title)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def save_validation_curves(
@@ -91,6 +87,13 @@ def save_validation_curves(
     axes.legend()
     if title:
         axes.set_title(title)
+    return _save(figure, path)
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    """Writes a finished figure as a 120-dpi PNG (creating its folder) and frees it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

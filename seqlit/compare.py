@@ -171,7 +171,9 @@ def run_variant_seed(
     """Trains and tests one (variant, seed) unless its `result.json` exists; returns that result."""
     run_dir = out / "runs" / variant.name / f"seed{seed}"
     result_path = run_dir / RESULT_FILE
-    arguments = [*variant.overrides(has_bidirectional), *extra]
+    # The variant's own settings come last, so a width passed among the extra arguments (which set the
+    # reference the plan was solved from) cannot override a matched width.
+    arguments = [*extra, *variant.overrides(has_bidirectional)]
     if result_path.is_file():
         earlier = json.loads(result_path.read_text(encoding="utf-8"))
         if earlier.get("config") != str(config) or earlier.get("arguments") != arguments:

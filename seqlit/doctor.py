@@ -52,8 +52,7 @@ class Diagnosis:
 
 def kernel_paths(model: nn.Module, device_type: str, diagnosis: Diagnosis) -> None:
     """One line per recurrent layer: the kernel it runs on and why; warnings for custom loops."""
-    fused = "cuDNN" if device_type == "cuda" else "oneDNN/MKL"
-    owners = _recurrent_owners(model)
+    owners = _recurrent_owners(model, device_type)
     for name, module in model.named_modules():
         if isinstance(module, WeightDrop):
             continue  # reported through the RNN it wraps
@@ -72,16 +71,29 @@ def kernel_paths(model: nn.Module, device_type: str, diagnosis: Diagnosis) -> No
             how = owners.get(name, "padded batch: padding steps are computed")
             dropped = _weight_drop_of(model, name)
             extra = f"; DropConnect p={dropped} on weight_hh swapped in per forward (fused path kept)" if dropped else ""
-            diagnosis.kernels.append(f"{name}: fused {fused} {kind}, {how}{extra}")
+            diagnosis.kernels.append(f"{name}: {_fused_kernel(module, device_type)} {kind}, {how}{extra}")
 
 
-def _recurrent_owners(model: nn.Module) -> dict[str, str]:
+def _fused_kernel(rnn: nn.LSTM | nn.GRU, device_type: str) -> str:
+    """The library torch dispatches a whole-sequence nn.LSTM / nn.GRU call to on this device."""
+    if device_type == "cuda":
+        return "fused cuDNN"
+    if isinstance(rnn, nn.LSTM):
+        return "fused oneDNN/MKL"
+    # torch 2.x runs oneDNN's RNN primitive for LSTM only; a CPU GRU is aten's loop of fused cells.
+    return "aten CPU kernel (input projection for all steps at once, one fused cell per step)"
+
+
+def _recurrent_owners(model: nn.Module, device_type: str) -> dict[str, str]:
     """How each fused RNN is fed, from the seqlit module that owns it."""
     owners: dict[str, str] = {}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         if isinstance(module, RNNEncoder):
-            owners[f"{prefix}rnn"] = "packed sequences: padded steps are skipped"
+            owners[f"{prefix}rnn"] = (
+                "packed sequences: padded steps are skipped" if device_type == "cuda" else
+                "one call per length segment of the batch (oneDNN has no packed kernel): padded steps are skipped"
+            )
         elif isinstance(module, AttentionDecoder):
             how = ("one step per call (input feeding)" if module.input_feeding else
                    "one call over the whole target when teacher-forced, one step per call when sampling/decoding")

@@ -33,12 +33,7 @@ def save_attention_heatmap(
             f"weights have shape {matrix.shape} but there are {len(target_labels)} output and "
             f"{len(source_labels)} input labels; pass one label per row and per column."
         )
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(0.45 * len(source_labels) + 2.0, 0.4 * len(target_labels) + 1.5))
+    figure, axes = _new_figure(0.45 * len(source_labels) + 2.0, 0.4 * len(target_labels) + 1.5)
     image = axes.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     axes.set_xticks(range(len(source_labels)), labels=list(source_labels))
     axes.set_yticks(range(len(target_labels)), labels=list(target_labels))
@@ -60,12 +55,7 @@ def save_validation_curves(
     to the highest run (runs that stopped early count at the epochs they reached)."""
     if not curves or not any(any(len(run) for run in runs) for runs in curves.values()):
         raise ValueError("no validation values to plot; the runs logged no per-epoch validation metric.")
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7.0, 4.5))
+    figure, axes = _new_figure(7.0, 4.5)
     for name, runs in curves.items():
         longest = max((len(run) for run in runs), default=0)
         if longest == 0:
@@ -90,15 +80,23 @@ def save_validation_curves(
     return _save(figure, path)
 
 
-def _save(figure: Any, path: str | Path) -> Path:
-    """Writes a finished figure as a 120-dpi PNG (creating its folder) and frees it."""
-    import matplotlib.pyplot as plt
+def _new_figure(width: float, height: float) -> tuple[Any, Any]:
+    """A figure and its axes drawn off-screen by the Agg canvas, without pyplot: no display needed, and a
+    notebook's or script's own matplotlib backend is left as it was."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    """Writes a finished figure as a 120-dpi PNG, creating its folder (pyplot never held it: nothing to free)."""
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
 
 

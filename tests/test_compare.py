@@ -88,15 +88,18 @@ def test_interrupted_compare_resumes_without_retraining_finished_runs(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     trained: list[str] = []
+    widths: dict[str, int] = {}
 
     class CountingCLI(compare._TimedCLI):
         def before_fit(self) -> None:
-            trained.append(self.config["fit"]["model"]["init_args"]["cell"])
+            model_arguments = self.config["fit"]["model"]["init_args"]
+            trained.append(model_arguments["cell"])
+            widths[model_arguments["cell"]] = model_arguments["hidden_size"]
             super().before_fit()
 
     monkeypatch.setattr(compare, "_TimedCLI", CountingCLI)
     arguments = ["compare", "--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--variants", "gru,lstm",
-                 "--seeds", "2", "--out", "out", *TINY]
+                 "--seeds", "2", "--out", "out", *TINY, "--model.init_args.hidden_size", "24"]
     finished = compare.run_variant_seed
 
     def interrupted_after_three(*args: object, **kwargs: object) -> dict[str, object]:
@@ -126,6 +129,8 @@ def test_interrupted_compare_resumes_without_retraining_finished_runs(
     assert (tmp_path / "out/val_curves.png").stat().st_size > 10_000
     plan = json.loads((tmp_path / "out/plan.json").read_text())
     assert abs(plan[1]["n_params"] - plan[0]["n_params"]) / plan[0]["n_params"] <= 0.02
+    # A width among the extra arguments sets the reference; it never overrides a matched width.
+    assert widths == {"gru": 24, "lstm": plan[1]["sizes"]["hidden_size"]} and plan[1]["sizes"]["hidden_size"] < 24
     result = json.loads((tmp_path / "out/runs/lstm/seed1/result.json").read_text())
     assert result["seed"] == 1 and result["sizes"] == plan[1]["sizes"] and len(result["val_curve"]) == 2
 

@@ -22,7 +22,8 @@ def test_bucketed_packed_classifier_is_on_the_fast_path(capsys: pytest.CaptureFi
         main(["doctor", "--config", str(REPO / "configs/japanese_vowels_gru.yaml")])
     assert exit_info.value.code == 0
     report = capsys.readouterr().out
-    assert "encoder.rnn: fused oneDNN/MKL GRU(12→64, layers=1, bidirectional), packed sequences" in report
+    assert "encoder.rnn: aten CPU kernel (input projection for all steps at once, one fused cell per step) GRU(12→64, "
+    assert "layers=1, bidirectional), one call per length segment" in report
     assert "16 sequences = 16 per batch × 1 accumulated × 1 process(es)" in report
     assert "precision          32-true" in report and "norm at 1.0" in report
     assert "(length-bucketed," in report and "random batching would give" in report

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqlit.plots import save_attention_heatmap
+from seqlit.plots import save_attention_heatmap, save_validation_curves
 
 
 def test_heatmap_png_is_written(tmp_path: Path) -> None:
@@ -21,3 +21,17 @@ def test_heatmap_rejects_labels_that_do_not_match_the_matrix(tmp_path: Path) -> 
         save_attention_heatmap(np.ones((2, 3)) / 3, list("ab"), ["X", "Y"], tmp_path / "a.png")
     with pytest.raises(ValueError, match="2-D"):
         save_attention_heatmap(np.ones(3), list("abc"), ["X"], tmp_path / "a.png")
+
+
+def test_saving_a_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path: Path) -> None:
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a backend a notebook or script might have chosen (not Agg, which we draw with)
+    try:
+        path = save_validation_curves({"gru": [[0.5, 0.7]]}, tmp_path / "curves.png", "val/acc")
+        save_attention_heatmap(torch.eye(2), ["a", "b"], ["A", "B"], tmp_path / "map.png")
+        assert matplotlib.get_backend() == "svg"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        matplotlib.use(before)

@@ -41,10 +41,11 @@ class PaddingRatioMonitor(pl.Callback):
     Args:
         warn_above: warn (once per fit) when an epoch's padding ratio exceeds this fraction.
         log_every_n_steps: log step values every n training batches, counted over the fit like the
-            trainer's own `log_every_n_steps`, which still decides which steps reach the logger. Pick a
-            divisor of the trainer's value: where the trainer writes a step that this callback skipped,
-            Lightning re-sends the callback's previous value. `data/tokens_per_sec` then covers all
-            batches since the last logged one.
+            trainer's own `log_every_n_steps`, which still decides which steps reach the logger. None (the
+            default) takes the trainer's value: logging a step the trainer does not write costs ~1 ms of
+            Lightning bookkeeping for nothing. Otherwise pick a divisor of the trainer's value: where the
+            trainer writes a step that this callback skipped, Lightning re-sends the callback's previous
+            value. `data/tokens_per_sec` then covers all batches since the last logged one.
         compare_random: compute `data/padding_ratio_random` and print a one-line comparison.
         random_trials: random batchings averaged for that comparison.
     """
@@ -52,13 +53,15 @@ class PaddingRatioMonitor(pl.Callback):
     def __init__(
         self,
         warn_above: float = 0.3,
-        log_every_n_steps: int = 1,
+        log_every_n_steps: int | None = None,
         compare_random: bool = True,
         random_trials: int = 5,
     ) -> None:
         super().__init__()
         self.warn_above = _fraction("warn_above", warn_above)
-        self.log_every_n_steps = _positive_int("log_every_n_steps", log_every_n_steps)
+        self.log_every_n_steps = (
+            None if log_every_n_steps is None else _positive_int("log_every_n_steps", log_every_n_steps)
+        )
         if not isinstance(compare_random, bool):
             raise ValueError(f"compare_random must be True or False, got {compare_random!r}.")
         self.compare_random = compare_random
@@ -109,7 +112,7 @@ class PaddingRatioMonitor(pl.Callback):
         self._epoch_pad += n_pad
         self._window_tokens += n_tokens
         # Counted over the fit, not per epoch, to stay in step with the trainer's own logging cadence.
-        if self._batches_seen % self.log_every_n_steps != 0:
+        if self._batches_seen % (self.log_every_n_steps or max(trainer.log_every_n_steps, 1)) != 0:
             return
         batch_size = _batch_size(batch)
         grid = n_tokens + n_pad

@@ -1,4 +1,5 @@
-"""Recurrent encoders over padded batches, run on the fused (cuDNN / oneDNN) kernels via packing."""
+"""Recurrent encoders over padded batches, run on the fused kernels without reading padding: packed
+sequences on cuDNN, length segments on CPU (oneDNN has no packed kernel)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlit.nn.init import init_recurrent_
+from seqlit.nn.segmented import segmented_rnn
 
 CellType = Literal["gru", "lstm"]
 RNN_CLASSES: dict[str, type[nn.GRU] | type[nn.LSTM]] = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -26,9 +28,10 @@ class EncoderOutput:
 class RNNEncoder(nn.Module):
     """A GRU or LSTM stack that never reads padding.
 
-    Sequences are packed (`enforce_sorted=False`), so the fused kernel skips padded steps and the
-    output for a sequence is the same alone or in a padded batch. Recurrent weights start
-    orthogonal and the LSTM forget-gate bias at 1.
+    On GPU the batch is packed (`enforce_sorted=False`) and cuDNN skips padded steps; on CPU it runs
+    as one oneDNN call per length segment (`segmented_rnn`), since a packed batch would fall back to
+    aten's slow per-step loop. Either way the output for a sequence is the same alone or in a padded
+    batch. Recurrent weights start orthogonal and the LSTM forget-gate bias at 1.
     """
 
     def __init__(
@@ -64,14 +67,18 @@ class RNNEncoder(nn.Module):
     def output_size(self) -> int:
         return self.num_directions * self.hidden_size
 
-    def forward(self, inputs: Tensor, lengths: Tensor, initial_state: Tensor | tuple[Tensor, Tensor] | None = None) -> EncoderOutput:
+    def forward(
+        self, inputs: Tensor, lengths: Tensor, initial_state: Tensor | tuple[Tensor, Tensor] | None = None
+    ) -> EncoderOutput:
         """inputs (B, T, F), lengths (B,) -> EncoderOutput with outputs (B, T, D*H)."""
-        total_length = inputs.shape[1]
-        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, state = self.rnn(packed, initial_state)
-        outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=total_length)  # (B, T, D*H)
-        if isinstance(state, tuple):
-            hidden, cell = state  # (L*D, B, H) each
+        if inputs.device.type == "cpu":
+            initial = initial_state if isinstance(initial_state, tuple) or initial_state is None else (initial_state,)
+            outputs, state = segmented_rnn(self.rnn, inputs, lengths, initial)  # (B, T, D*H)
         else:
-            hidden, cell = state, None  # (L*D, B, H)
+            packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed_out, packed_state = self.rnn(packed, initial_state)
+            total_length = inputs.shape[1]
+            outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=total_length)  # (B, T, D*H)
+            state = packed_state if isinstance(packed_state, tuple) else (packed_state,)
+        hidden, cell = (state[0], state[1]) if len(state) == 2 else (state[0], None)  # (L*D, B, H) each
         return EncoderOutput(outputs=outputs, hidden=hidden, cell=cell)

@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -77,3 +78,24 @@ def test_consecutive_nans_stop_training_and_keep_last_good_checkpoint(tmp_path: 
 def test_bad_argument() -> None:
     with pytest.raises(ValueError, match="max_consecutive"):
         NonFiniteGuard(max_consecutive=0)
+
+
+def test_skip_count_is_logged_on_the_trainers_logging_steps_and_on_every_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged: list[tuple[int, float]] = []  # (global step, value) of each train/nonfinite_steps log call
+    original_log = pl.LightningModule.log
+
+    def recording_log(module: pl.LightningModule, name: str, value: float, *args: Any, **kwargs: Any) -> None:
+        if name == "train/nonfinite_steps":
+            logged.append((module.global_step, float(value)))
+        original_log(module, name, value, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LightningModule, "log", recording_log)
+    trainer = pl.Trainer(
+        max_steps=8, logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        log_every_n_steps=4, default_root_dir=tmp_path, callbacks=[NonFiniteGuard(max_consecutive=3)],
+    )
+    with pytest.warns(UserWarning, match="global step 1"):
+        trainer.fit(_PoisonedClassifier({1}), _loader())
+    assert logged == [(1, 1.0), (3, 1.0), (7, 1.0)]  # the skip at step 1, then steps 4 and 8 (1-based)

@@ -194,18 +194,29 @@ def test_bucketing_gives_little_padding_and_only_random_batching_warns(dataset: 
     assert f"{random_ratio:.1%}" in messages[0]
 
 
+@pytest.mark.parametrize("every", [3, None], ids=["explicit", "trainer's"])
 def test_log_every_n_steps_follows_the_trainer_cadence_across_epochs(
-    dataset: LongTailedDataset, tmp_path: Path
+    dataset: LongTailedDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int | None
 ) -> None:
     probe = BatchProbe()
+    logged_names: list[str] = []
+    original_log = pl.LightningModule.log
+
+    def counting_log(module: pl.LightningModule, name: str, *args: Any, **kwargs: Any) -> None:
+        logged_names.append(name)
+        original_log(module, name, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LightningModule, "log", counting_log)
     # 3 does not divide the epoch's batch count, so a per-epoch counter would drift off the trainer's steps
     # and the logger would receive repeated stale values.
-    trainer = fit(bucketed_loader(dataset), [PaddingRatioMonitor(log_every_n_steps=3), probe], max_epochs=2,
+    trainer = fit(bucketed_loader(dataset), [PaddingRatioMonitor(log_every_n_steps=every), probe], max_epochs=2,
                   logger=CSVLogger(tmp_path), log_every_n_steps=3)
     assert len(probe.batches) % 3 != 0
     rows = read_metrics(trainer)
     expected = [pad / (tokens + pad) for _, tokens, pad in probe.batches][2::3]
     assert column(rows, "data/padding_ratio") == pytest.approx(expected, abs=1e-6)
+    # Only the steps the logger writes go through Lightning's (costly) logging machinery.
+    assert logged_names.count("data/padding_ratio") == len(expected)
     assert len(column(rows, "data/tokens_per_sec")) == len(expected)
     # The epoch figures still count every batch, logged or not.
     for epoch, logged in enumerate(column(rows, "data/padding_ratio_epoch")):

@@ -255,6 +255,108 @@ def test_explicit_cells_reject_bad_input_with_the_fix() -> None:
         LayerNormGRU(INPUT, HIDDEN, dropout=1.0)
 
 
+# ----------------------------------------------------------------------------- LayerNormLSTM's hand-written backward
+
+
+def _perturbed_layer_norm_lstm(num_layers: int = 1, layer_norm: bool = True) -> LayerNormLSTM:
+    """A float64 LayerNormLSTM whose gains and biases are not 1 / 0, so every gradient term is exercised."""
+    rnn = LayerNormLSTM(INPUT, HIDDEN, num_layers=num_layers, layer_norm=layer_norm).double()
+    with torch.no_grad():
+        for name, param in rnn.named_parameters():
+            if "layer_norm" in name or name.startswith("bias"):
+                param.add_(0.3 * torch.randn_like(param))
+    return rnn
+
+
+def _gradients(loss: Tensor, tensors: list[Tensor]) -> list[Tensor]:
+    return list(torch.autograd.grad(loss, tensors))
+
+
+@pytest.mark.parametrize("loss_on", ["outputs", "last_hidden"])
+def test_layer_norm_lstm_gradients_are_autograds_of_the_formula(loss_on: str) -> None:
+    """The loop's hand-written backward gives autograd's gradients of Ba et al.'s formula written out
+    step by step, for the input and every parameter; `last_hidden` leaves the outputs' gradient unused."""
+    rnn = _perturbed_layer_norm_lstm()
+    x = 3.0 * torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(BATCH, STEPS, HIDDEN, dtype=torch.float64)
+    tensors = [x, *rnn.parameters()]
+
+    out, (hidden, _) = rnn(x)
+    reference = _reference_layer_norm_lstm(rnn, x)  # (B, T, H)
+
+    if loss_on == "outputs":
+        got, expected = _gradients((out * weights).sum(), tensors), _gradients((reference * weights).sum(), tensors)
+    else:
+        got = _gradients((hidden[0] * weights[:, -1]).sum(), tensors)
+        expected = _gradients((reference[:, -1] * weights[:, -1]).sum(), tensors)
+    names = ["x", *(name for name, _ in rnn.named_parameters())]
+    for name, got_grad, expected_grad in zip(names, got, expected, strict=True):
+        torch.testing.assert_close(got_grad, expected_grad, rtol=0, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_layer_norm_lstm_passes_gradcheck_with_initial_state_and_two_layers(layer_norm: bool) -> None:
+    """Numerical Jacobians of every output (sequence, final h and c) w.r.t. the input, the initial
+    states and every parameter match the hand-written backward."""
+    rnn = _perturbed_layer_norm_lstm(num_layers=2, layer_norm=layer_norm)
+    names = [name for name, _ in rnn.named_parameters()]
+    x = torch.randn(2, 4, INPUT, dtype=torch.float64, requires_grad=True)
+    h0, c0 = (torch.randn(2, 2, HIDDEN, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    params = [param.detach().clone().requires_grad_() for param in rnn.parameters()]
+
+    def run(x: Tensor, h0: Tensor, c0: Tensor, *params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out, (hidden, cell) = torch.func.functional_call(rnn, dict(zip(names, params, strict=True)), (x, (h0, c0)))
+        return out, hidden, cell
+
+    assert torch.autograd.gradcheck(run, (x, h0, c0, *params), fast_mode=True)
+
+
+def test_layer_norm_lstm_backward_can_run_twice_and_skips_frozen_weights() -> None:
+    rnn = _perturbed_layer_norm_lstm()
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64)
+    out, _ = rnn(x)
+    loss = out.square().sum()
+    first = torch.autograd.grad(loss, list(rnn.parameters()), retain_graph=True)
+    loss.backward()  # a second backward through the same graph: the first left the saved tensors as they were
+    second = [param.grad.clone() for param in rnn.parameters()]
+    for got, expected in zip(second, first, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    rnn.zero_grad()
+    rnn.weight_hh_l0.requires_grad_(False)
+    rnn(x)[0].square().sum().backward()
+    assert rnn.weight_hh_l0.grad is None
+    torch.testing.assert_close(rnn.weight_ih_l0.grad, first[0], rtol=0, atol=1e-12)
+
+
+def test_layer_norm_lstm_no_grad_matches_and_misuse_is_caught() -> None:
+    rnn = _perturbed_layer_norm_lstm()
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64, requires_grad=True)
+    out, _ = rnn(x)
+    with torch.no_grad():
+        torch.testing.assert_close(rnn(x)[0], out, rtol=0, atol=0)
+    # The outputs are saved for the backward: changing them in place is an error, not a silent wrong gradient.
+    modified, _ = rnn(x)
+    modified.mul_(2.0)
+    with pytest.raises(RuntimeError, match="inplace"):
+        modified.sum().backward()
+    (grad_x,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad_x.sum().backward()
+
+
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_layer_norm_lstm_runs_in_float32_under_cpu_autocast(layer_norm: bool) -> None:
+    rnn = LayerNormLSTM(INPUT, HIDDEN, num_layers=2, layer_norm=layer_norm)
+    x = torch.randn(BATCH, STEPS, INPUT)
+    expected, _ = rnn(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (hidden, cell) = rnn(x)
+    out.sum().backward()
+    assert out.dtype == hidden.dtype == cell.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=0.05)  # only the input projection is bfloat16
+    assert all(torch.isfinite(param.grad).all() for param in rnn.parameters())
+
+
 # ----------------------------------------------------------------------------- LockedDropout
 
 

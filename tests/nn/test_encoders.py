@@ -1,8 +1,10 @@
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlit.data.functional import lengths_to_mask, pad_sequences
 from seqlit.nn.encoders import RNNEncoder
+from seqlit.nn.segmented import segmented_rnn
 from seqlit.nn.pooling import SequencePooling
 
 LENGTHS = [7, 1, 12, 4, 12, 2]
@@ -82,3 +84,51 @@ def test_recurrent_init_is_orthogonal_with_forget_bias_one() -> None:
 def test_unknown_cell_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="choose one of"):
         RNNEncoder(3, 4, cell="rnn")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_cpu_length_segments_equal_the_packed_kernel_in_values_states_and_gradients(
+    cell: str, bidirectional: bool, num_layers: int
+) -> None:
+    """The CPU path (one fused call per length segment) against torch's packed path, in float64 with a
+    given initial state; ties, a length-1 row and trailing all-padding columns included."""
+    rnn = RNNEncoder(5, 7, num_layers=num_layers, cell=cell, bidirectional=bidirectional).rnn.double()
+    lengths = torch.tensor([3, 9, 1, 9, 4, 6, 3])
+    inputs = torch.randn(len(lengths), 11, 5, dtype=torch.float64, requires_grad=True)  # (B, T, F), T > max length
+    hidden = torch.randn(num_layers * (2 if bidirectional else 1), len(lengths), 7, dtype=torch.float64)
+    initial = (hidden, torch.randn_like(hidden)) if cell == "lstm" else (hidden,)
+    packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+    packed_outputs, packed_state = rnn(packed, initial if cell == "lstm" else hidden)
+    expected, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=11)  # (B, T, D*H)
+    expected_state = packed_state if cell == "lstm" else (packed_state,)
+    outputs, state = segmented_rnn(rnn, inputs, lengths, initial)
+    torch.testing.assert_close(outputs, expected)
+    for got, want in zip(state, expected_state, strict=True):
+        torch.testing.assert_close(got, want)
+    weights = torch.randn_like(outputs)
+    parameters = [inputs, *rnn.parameters()]
+    got_grads = torch.autograd.grad((outputs * weights).sum() + sum(part.sum() for part in state), parameters)
+    want_grads = torch.autograd.grad(
+        (expected * weights).sum() + sum(part.sum() for part in expected_state), parameters
+    )
+    for got, want in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_cpu_length_segments_match_the_fused_kernel_on_a_full_batch_in_float32() -> None:
+    """All rows full length: one segment, the same single oneDNN call the plain module makes."""
+    rnn = RNNEncoder(6, 16, num_layers=2, cell="lstm").rnn
+    inputs = torch.randn(4, 9, 6)  # (B, T, F)
+    outputs, (hidden, cell) = segmented_rnn(rnn, inputs, torch.full((4,), 9))
+    expected, (expected_hidden, expected_cell) = rnn(inputs)
+    torch.testing.assert_close(outputs, expected)
+    torch.testing.assert_close(hidden, expected_hidden)
+    torch.testing.assert_close(cell, expected_cell)
+
+
+def test_cpu_length_segments_reject_an_empty_sequence() -> None:
+    rnn = RNNEncoder(3, 4).rnn
+    with pytest.raises(ValueError, match="at least one step"):
+        segmented_rnn(rnn, torch.randn(2, 3, 3), torch.tensor([3, 0]))

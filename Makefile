@@ -47,14 +47,21 @@ demo-forecast: $(STAMP)
 	$(BIN)/seqlit fit --config configs/m1_yearly_gru.yaml --trainer.enable_progress_bar false
 	$(BIN)/seqlit predict --config configs/m1_yearly_gru.yaml --ckpt_path last --trainer.enable_progress_bar false
 
+# The default suite plus the 2-process DDP tests (CPU, gloo), then the notebooks executed by nbmake.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+	$(BIN)/python -m pytest -q --nbmake notebooks
 
 # Slow and multi-process tests too (not part of CI's time budget).
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not gpu"
 
+# Performance ratios, each measured side by side in one run (~8 min on 2 CPU cores); run it on an idle
+# machine. Latest figures: benchmarks/README.md.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/padding.py
+	$(BIN)/python benchmarks/kernels.py
+	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/callback_overhead.py
 
 clean:

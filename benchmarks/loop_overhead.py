@@ -6,10 +6,10 @@ The same model is trained on the same batches for the same number of optimizer s
     targets, backward, `clip_grad_norm_(1.0)`, AdamW + warmup-cosine schedule from
     `seqlit.tasks.optim.configure_optimizer` (the task's own hyperparameters), scheduler step per step;
 (b) `lightning.pytorch.Trainer` fitting `SequenceClassifier` with every callback `seqlit fit` adds
-    (GradNormMonitor, PaddingRatioMonitor, NonFiniteGuard, LossScaleMonitor, RNGStateCheckpoint, all with
-    default arguments, as the CLI builds them), gradient_clip_val=1.0 (norm), fp32 (the CLI's CPU default),
-    a real logger (CSVLogger in a temporary folder, `--logger none` for logger=False), Trainer's default
-    log_every_n_steps=50, no checkpointing, progress bar or model summary, no validation.
+    (GradNormMonitor, PaddingRatioMonitor, NonFiniteGuard, LossScaleMonitor, RNGStateCheckpoint,
+    SafeCheckpointing, all with default arguments, as the CLI builds them), gradient_clip_val=1.0 (norm),
+    fp32 (the CLI's CPU default), a real logger (CSVLogger in a temporary folder, `--logger none` for
+    logger=False), Trainer's default log_every_n_steps=50, no checkpointing, progress bar or model summary, no validation.
 
 Setup (representative of a small `seqlit fit` on CPU): the long-tailed synthetic set of
 `benchmarks/callback_overhead.py` (3000 sequences of 32 features, log-normal lengths clipped to [5, 300],
@@ -52,6 +52,7 @@ from seqlit.callbacks.loss_scale import LossScaleMonitor
 from seqlit.callbacks.nonfinite_guard import NonFiniteGuard
 from seqlit.callbacks.padding_ratio import PaddingRatioMonitor
 from seqlit.callbacks.rng_state import RNGStateCheckpoint
+from seqlit.callbacks.safe_checkpointing import SafeCheckpointing
 from seqlit.data.collate import Sample, SequenceCollator
 from seqlit.data.datamodules.loaders import length_bucketed_loader
 from seqlit.tasks.classifier import SequenceClassifier
@@ -205,7 +206,10 @@ class _StepClock(_TokenCounter):
 
 def seqlit_fit_callbacks() -> list[pl.Callback]:
     """The callbacks `seqlit fit` always adds, with their default arguments, in the CLI's order."""
-    return [GradNormMonitor(), PaddingRatioMonitor(), NonFiniteGuard(), LossScaleMonitor(), RNGStateCheckpoint()]
+    return [
+        GradNormMonitor(), PaddingRatioMonitor(), NonFiniteGuard(), LossScaleMonitor(), RNGStateCheckpoint(),
+        SafeCheckpointing(),
+    ]
 
 
 def train_lightning(

@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import logging
 import math
 import os
 import shutil
 import statistics
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ import pandas as pd
 from lightning.pytorch.callbacks import Timer
 from torch import nn
 
-from seqlit.cli import SeqlitCLI
+from seqlit.cli import SeqlitCLI, quiet_lightning
 from seqlit.errors import SeqlitError
 from seqlit.plots import save_validation_curves
 
@@ -417,27 +415,23 @@ def main(argv: list[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds)
     out = Path(args.out or f"runs/compare_{Path(args.config).stem}")
     out.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # a Lightning-internal deprecation, once per run
-
-    reference = SeqlitCLI(args=["--config", args.config, *extra], run=False)
-    variants = plan_variants(reference.model, names, args.tolerance)
-    has_bidirectional = "bidirectional" in reference.model.hparams
-    (out / "plan.json").write_text(json.dumps([asdict(v) for v in variants], indent=2), encoding="utf-8")
-    for variant in variants:
-        print(f"seqlit compare: {variant.name}: {variant.sizes}, {variant.n_params:,} parameters "
-              f"({variant.n_params / variants[0].n_params - 1:+.2%})", flush=True)
-    results = []
-    for seed in seeds:  # seed-major, so an interrupted compare still has paired runs to report
+    with quiet_lightning():
+        reference = SeqlitCLI(args=["--config", args.config, *extra], run=False)
+        variants = plan_variants(reference.model, names, args.tolerance)
+        has_bidirectional = "bidirectional" in reference.model.hparams
+        (out / "plan.json").write_text(json.dumps([asdict(v) for v in variants], indent=2), encoding="utf-8")
         for variant in variants:
-            result = run_variant_seed(args.config, variant, seed, out, extra, has_bidirectional, args.wandb_project)
-            results.append(result)
-            status = "finished earlier, reused" if result["reused"] else f"{result['seconds']:.0f} s"
-            print(f"seqlit compare: {variant.name} seed {seed}: {result['metric']} "
-                  f"{result['test'][result['metric']]:.4f} ({status})", flush=True)
-    report = write_report(out, args.config, variants, results)
-    print(report.read_text(encoding="utf-8"))
-    print(f"seqlit compare: report in {report}, runs in {out / 'runs'}")
+            print(f"seqlit compare: {variant.name}: {variant.sizes}, {variant.n_params:,} parameters "
+                  f"({variant.n_params / variants[0].n_params - 1:+.2%})", flush=True)
+        results = []
+        for seed in seeds:  # seed-major, so an interrupted compare still has paired runs to report
+            for variant in variants:
+                result = run_variant_seed(args.config, variant, seed, out, extra, has_bidirectional, args.wandb_project)
+                results.append(result)
+                status = "finished earlier, reused" if result["reused"] else f"{result['seconds']:.0f} s"
+                print(f"seqlit compare: {variant.name} seed {seed}: {result['metric']} "
+                      f"{result['test'][result['metric']]:.4f} ({status})", flush=True)
+        report = write_report(out, args.config, variants, results)
+        print(report.read_text(encoding="utf-8"))
+        print(f"seqlit compare: report in {report}, runs in {out / 'runs'}")
     return 0

@@ -4,13 +4,11 @@ prints per-seed and mean ± std test metrics with the log directories (what `mak
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import time
-import warnings
 
-from seqlit.cli import SeqlitCLI
+from seqlit.cli import SeqlitCLI, quiet_lightning
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,25 +17,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--metric", default="test/acc", help="test metric to summarise")
     args, extra = parser.parse_known_args(argv)
-    # The summary below is the demo's output; Lightning's per-run chatter would bury it.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-
     rows: list[tuple[int, dict[str, float], str, float]] = []
     for index, seed in enumerate(args.seeds):
         started = time.perf_counter()
-        cli = _QuietCLI(
-            args=[
-                "fit",
-                "--config", args.config,
-                "--seed_everything", str(seed),
-                "--test_after_fit", "true",
-                "--trainer.enable_progress_bar", "false",
-                "--trainer.enable_model_summary", str(index == 0).lower(),
-                *extra,
-            ]
-        )
+        with quiet_lightning():  # the summary below is the demo's output; Lightning's chatter would bury it
+            cli = _QuietCLI(
+                args=[
+                    "fit",
+                    "--config", args.config,
+                    "--seed_everything", str(seed),
+                    "--test_after_fit", "true",
+                    "--trainer.enable_progress_bar", "false",
+                    "--trainer.enable_model_summary", str(index == 0).lower(),
+                    *extra,
+                ]
+            )
         results = dict((cli.test_results or [{}])[0])
         for key in ("data/padding_ratio_epoch", "data/padding_ratio_random"):
             if key in cli.fit_metrics:

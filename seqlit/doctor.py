@@ -9,9 +9,7 @@ effective batch size; then warns about settings that silently fall off the fast 
 
 from __future__ import annotations
 
-import logging
 import sys
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +18,8 @@ import torch
 from torch import nn
 
 from seqlit.callbacks.padding_ratio import random_batching_padding_ratio
-from seqlit.cli import SeqlitCLI
+from seqlit.cli import SeqlitCLI, quiet_lightning
+from seqlit.data.bucketing import padding_ratio
 from seqlit.data.datamodules.loaders import resolve_num_workers
 from seqlit.nn.cells import LayerNormGRU, LayerNormLSTM, WeightDrop
 from seqlit.nn.decoders import AttentionDecoder
@@ -128,9 +127,8 @@ def padding(datamodule: Any, diagnosis: Diagnosis) -> None:
         diagnosis.facts.append(("padding", "none: batches are fixed-length chunks (no padding)"))
         return
     lengths = np.asarray(lengths, dtype=np.int64)
-    batches = [np.asarray(batch, dtype=np.int64) for batch in batch_sampler]
-    grid = sum(int(lengths[batch].max()) * len(batch) for batch in batches if len(batch))
-    ratio = 1.0 - int(sum(int(lengths[batch].sum()) for batch in batches)) / grid if grid else 0.0
+    batches = [list(batch) for batch in batch_sampler]
+    ratio = padding_ratio(lengths.tolist(), batches)  # the sampler's own figure, so reports agree to the digit
     mean_batch = max(1, round(len(lengths) / max(1, len(batches))))
     random_ratio = random_batching_padding_ratio(lengths, mean_batch)
     bucketed = "length-bucketed" if getattr(datamodule, "bucketing", False) else "not bucketed"
@@ -206,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         print("usage: seqlit doctor --config X.yaml [--key value ...]")
         return 0
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-    print(diagnose(arguments).render())
+    with quiet_lightning():
+        report = diagnose(arguments).render()
+    print(report)
     return 0

@@ -1,4 +1,5 @@
-"""Writes `predict_step` outputs to a CSV file, in data set order, with item ids and probabilities."""
+"""Writes `predict_step` outputs to one CSV file, in data set order, with item ids and probabilities; under DDP
+rank 0 writes the rows of every rank."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-
 from lightning.pytorch.callbacks import BasePredictionWriter
+
+from seqlit.distributed import gather_from_every_rank
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -20,6 +22,11 @@ class PredictionWriter(BasePredictionWriter):
     `values` + `value_names` (e.g. a forecast per horizon step and quantile), one column each. Item ids
     come from the data module's `item_ids("predict")` when it has one, else the index is used.
     The file is written to a temporary name and renamed, so a crash never leaves half a file.
+
+    Under DDP each rank predicts a disjoint share of the items; the rows of all ranks are gathered and
+    rank 0 alone writes them (ranks writing one path would race and each leave only its share), so the
+    file has every item once, in data set order, and needs no shared file system. Every rank reaches the
+    gather: Lightning's and seqlit's distributed samplers refuse to leave a rank without items.
     """
 
     def __init__(self, output_path: str | Path) -> None:
@@ -33,7 +40,7 @@ class PredictionWriter(BasePredictionWriter):
         predictions: Sequence[Any],
         batch_indices: Sequence[Any],
     ) -> None:
-        rows: list[tuple[int, list[str]]] = []
+        rows: dict[int, list[str]] = {}
         header: list[str] = ["id", "prediction"]
         item_ids = _item_ids(trainer)
         for output in _flatten(predictions):
@@ -44,16 +51,19 @@ class PredictionWriter(BasePredictionWriter):
                 values = [item, str(output["prediction"][row])]
                 if columns is not None:
                     values += columns[row]
-                rows.append((index, values))
-        rows.sort(key=lambda pair: pair[0])
+                rows[index] = values  # by data set index, so an item a sampler repeated is written once
+        gathered = gather_from_every_rank((header, rows))
+        if trainer.global_rank != 0:
+            return
+        merged = {index: values for _, rank_rows in gathered for index, values in rank_rows.items()}
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.output_path.with_suffix(self.output_path.suffix + ".tmp")
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
-            writer.writerows(values for _, values in rows)
+            writer.writerows(merged[index] for index in sorted(merged))
         os.replace(temporary, self.output_path)
-        print(f"seqlit: wrote {len(rows)} predictions to {self.output_path}")
+        print(f"seqlit: wrote {len(merged)} predictions to {self.output_path}")
 
 
 def _extra_columns(output: dict[str, Any]) -> tuple[list[list[str]] | None, list[str]]:

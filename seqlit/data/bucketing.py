@@ -21,6 +21,9 @@ class BucketBatchSampler(BatchSampler):
 
     Each epoch, shuffled indices are split into pools, each pool is sorted by length and cut into
     batches, and the batches are shuffled; every rank builds the same global plan and takes its share.
+    `sort_by_length=False` cuts the (shuffled, or data set) order into batches as it is: plain batching
+    that keeps what the sampler guarantees under DDP (disjoint shares, equal batch counts, no item
+    repeated, unlike a padding DistributedSampler) and its mid-epoch resume.
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class BucketBatchSampler(BatchSampler):
         rank: int | None = None,
         sampler: Sampler[int] | None = None,
         resume_from: Callable[[], tuple[int | None, int]] | None = None,
+        sort_by_length: bool = True,
     ) -> None:
         # BatchSampler.__init__ is skipped on purpose: it insists on a real sampler, while ours is
         # optional and only a source of (num_replicas, rank, epoch).
@@ -59,6 +63,7 @@ class BucketBatchSampler(BatchSampler):
             )
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.sort_by_length = bool(sort_by_length)
         # Resuming mid-epoch: `resume_from()` returns (epoch, batches already trained in it). It is
         # asked when iteration starts, not here, because Lightning may build the loader before it
         # restores the checkpoint; an init argument (not a setter) so DDP re-instantiation keeps it.
@@ -125,7 +130,10 @@ class BucketBatchSampler(BatchSampler):
         generator = torch.Generator().manual_seed(self.seed + epoch)
         n_items = len(self.lengths)
         drop_short_tail = self.drop_last and self.batch_size is not None
-        if self.shuffle:
+        if not self.sort_by_length:
+            order = torch.randperm(n_items, generator=generator).tolist() if self.shuffle else list(range(n_items))
+            batches = _cut_into_batches(order, self.lengths, self.batch_size, self.max_tokens, drop_short_tail)
+        elif self.shuffle:
             order = torch.randperm(n_items, generator=generator).tolist()
             pool_size = self._pool_size()
             batches: list[list[int]] = []

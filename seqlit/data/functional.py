@@ -37,6 +37,13 @@ def lengths_to_mask(lengths: Tensor, max_length: int | None = None) -> Tensor:
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D (B,), got shape {tuple(lengths.shape)}")
     total = int(lengths.max()) if max_length is None else max_length
+    # A shorter grid would mark every step of a longer row as real; checked on the CPU only, where it costs no
+    # device synchronisation (collates build masks there).
+    if max_length is not None and lengths.device.type == "cpu" and lengths.numel() and int(lengths.max()) > total:
+        raise ValueError(
+            f"lengths_to_mask: a row has {int(lengths.max())} steps but max_length={max_length}; pass the padded "
+            "length of the batch (at least the longest row)."
+        )
     steps = torch.arange(total, device=lengths.device)  # (T,)
     return steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
 
@@ -49,6 +56,11 @@ def mask_to_lengths(mask: Tensor) -> Tensor:
 def padding_counts(lengths: Tensor, padded_length: int | None = None) -> tuple[int, int]:
     """(real steps, padded steps) of a right-padded batch with these lengths."""
     total_length = int(lengths.max()) if padded_length is None else padded_length
+    if padded_length is not None and lengths.numel() and int(lengths.max()) > padded_length:
+        raise ValueError(
+            f"padding_counts: a row has {int(lengths.max())} steps but padded_length={padded_length}; pass the "
+            "padded length of the batch (at least the longest row)."
+        )
     n_tokens = int(lengths.sum())
     return n_tokens, int(lengths.numel()) * total_length - n_tokens
 

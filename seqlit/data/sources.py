@@ -126,6 +126,11 @@ def load_long_format(
     Columns: `entity, time, features..., label`. Rows with the same `sequence_column` value (or,
     without one, the same entity) form one sequence, ordered by time. `feature_columns` defaults to
     every numeric column that is not entity, time, sequence or label.
+
+    Rows may come in any order: each sequence's steps are sorted by time, so time values must be all
+    numbers or all text that sorts in time order (ISO dates). A sequence of a single step is valid.
+    Everything else that is wrong (empty or unparseable file, NaN/Inf features, repeated time stamps,
+    a sequence with no or several labels) is a `DataError` naming the row or sequence and the fix.
     """
     frame = _read_table(Path(path))
     columns = list(frame.columns)
@@ -143,9 +148,7 @@ def load_long_format(
     reserved = {entity_column, time_column, sequence_key} | ({label_column} if has_labels else set())
     features = _resolve_feature_columns(frame, feature_columns, reserved, path)
     _check_finite(frame, features, entity_column, time_column, path)
-    if frame[time_column].isna().any():
-        row = int(np.flatnonzero(frame[time_column].isna().to_numpy())[0])
-        raise DataError(f"{path}: empty time value in row {row + 2}; every row needs a time stamp.")
+    _check_time_column(frame, time_column, path)
 
     frame = frame.sort_values([sequence_key, time_column], kind="stable")
     sequences: list[np.ndarray] = []
@@ -171,6 +174,11 @@ def load_long_format(
         ids.append(str(key))
         if has_labels:
             label_values = group[label_column].dropna().unique()
+            if len(label_values) == 0:
+                raise DataError(
+                    f"{path}: sequence {key!r} has no label (its {label_column!r} cells are all empty). Fix: fill "
+                    "in its label, or drop its rows (use a predict file for unlabelled sequences)."
+                )
             if len(label_values) != 1:
                 raise DataError(
                     f"{path}: sequence {key!r} has {len(label_values)} distinct labels "
@@ -245,9 +253,7 @@ def panel_from_frame(
     numeric = [c for c in (target_column, *covariate_columns) if not _is_numeric(frame[c])]
     if numeric:
         raise DataError(f"{source}: column(s) {numeric} are not numeric; encode them as numbers.")
-    if frame[time_column].isna().any():
-        row = int(np.flatnonzero(frame[time_column].isna().to_numpy())[0])
-        raise DataError(f"{source}: empty time value in row {row + 2}; every row needs a time stamp.")
+    _check_time_column(frame, time_column, source)
     frame = frame.sort_values([entity_column, time_column], kind="stable")
     entities: list[object] = []
     times: list[np.ndarray] = []
@@ -327,29 +333,67 @@ def _read_table(path: Path):  # -> pandas.DataFrame
         raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {list(LONG_FORMAT_SUFFIXES)}.")
     try:
         if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
+            frame = _read_parquet(path)
         else:
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except pd.errors.EmptyDataError as error:
-        raise DataError(f"{path}: the file is empty; expected a header row and data rows.") from error
+        raise DataError(
+            f"{path}: the file is empty; expected a header row and data rows. Fix: export the table again, or "
+            "point the data config at the right file."
+        ) from error
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not valid UTF-8 text ({error.reason}); re-save the file as UTF-8.") from error
+        raise DataError(
+            f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); re-save the file as UTF-8 "
+            f"(e.g. `iconv -f latin1 -t utf-8`), or, if it is a Parquet file, name it .parquet."
+        ) from error
     except pd.errors.ParserError as error:
-        raise DataError(f"{path}: could not parse the table ({error}); check for ragged rows.") from error
+        raise DataError(
+            f"{path}: could not parse the table ({str(error).strip()}); check for ragged rows: every row needs "
+            "exactly as many fields as the header (quote fields that contain the separator)."
+        ) from error
     if len(frame) == 0:
-        raise DataError(f"{path}: the file has a header but no data rows.")
+        raise DataError(
+            f"{path}: the file has a header but no data rows. Fix: export the table again with its rows, or point "
+            "the data config at the right file."
+        )
     return frame
+
+
+def _read_parquet(path: Path):  # -> pandas.DataFrame
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except ImportError:
+        raise
+    # pyarrow raises ArrowInvalid (a ValueError) for a file that is not Parquet, OSError for one cut short.
+    except (ValueError, OSError) as error:
+        raise DataError(
+            f"{path}: not a readable Parquet file ({str(error).strip()}). Fix: write it again with "
+            "DataFrame.to_parquet, or, if it holds CSV/TSV text, give it the .csv/.tsv suffix."
+        ) from error
 
 
 def _resolve_feature_columns(frame, feature_columns: Sequence[str] | None, reserved: set, path) -> list[str]:
     if feature_columns is not None:
         unknown = [c for c in feature_columns if c not in frame.columns]
         if unknown:
-            raise DataError(f"{path}: feature column(s) {unknown} not in the file; it has {list(frame.columns)}.")
+            raise DataError(
+                f"{path}: feature column(s) {unknown} not in the file; it has {list(frame.columns)}. Fix: correct "
+                "the names in data.feature_columns (or leave it unset to use every numeric column)."
+            )
+        for column in feature_columns:
+            _check_not_mostly_numeric_text(frame[column], path)
         non_numeric = [c for c in feature_columns if not _is_numeric(frame[c])]
         if non_numeric:
-            raise DataError(f"{path}: feature column(s) {non_numeric} are not numeric; encode them as numbers.")
+            raise DataError(
+                f"{path}: feature column(s) {non_numeric} are not numeric; encode them as numbers or remove them "
+                "from data.feature_columns."
+            )
         return list(feature_columns)
+    for column in frame.columns:
+        if column not in reserved:
+            _check_not_mostly_numeric_text(frame[column], path)
     features = [c for c in frame.columns if c not in reserved and _is_numeric(frame[c])]
     if not features:
         raise DataError(
@@ -365,6 +409,13 @@ def _is_numeric(column) -> bool:
     return bool(pd.api.types.is_numeric_dtype(column)) and not pd.api.types.is_bool_dtype(column)
 
 
+def _is_text(column) -> bool:
+    """Object or string dtype (pandas 3 reads text as `str`, older versions as `object`)."""
+    import pandas as pd
+
+    return bool(pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column))
+
+
 def _check_finite(frame, features: list[str], entity_column: str, time_column: str, path) -> None:
     values = frame[features].to_numpy(dtype=np.float64)  # (rows, F)
     bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
@@ -375,8 +426,54 @@ def _check_finite(frame, features: list[str], entity_column: str, time_column: s
             f"{path}: {len(bad_rows)} row(s) have NaN/Inf features; first at entity "
             f"{_python_value(frame[entity_column].iloc[row])!r}, time "
             f"{_python_value(frame[time_column].iloc[row])!r}, column "
-            f"{bad_column!r}. Impute or drop those rows before training."
+            f"{bad_column!r} (an empty cell, NaN/inf, or a row with fewer fields than the header). "
+            "Impute or drop those rows before training."
         )
+
+
+def _check_time_column(frame, time_column: str, source) -> None:
+    """Every row has a time stamp, and the stamps can be ordered (all numbers, or all text such as ISO dates)."""
+    import pandas as pd
+
+    times = frame[time_column]
+    if times.isna().any():
+        row = int(np.flatnonzero(times.isna().to_numpy())[0])
+        raise DataError(
+            f"{source}: empty time value in row {row + 2}; every row needs a time stamp. Fix: fill it in or drop "
+            "the row."
+        )
+    if not _is_text(times):
+        return
+    parsed = pd.to_numeric(times, errors="coerce")
+    if parsed.notna().any() and parsed.isna().any():
+        # A CSV column of numbers with one word in it is read as text, where "10" sorts before "2".
+        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise DataError(
+            f"{source}: time column {time_column!r} mixes numbers and text (first non-number "
+            f"{_python_value(times.iloc[row])!r} in row {row + 2}), so the steps of a sequence cannot be put in "
+            "time order. Fix: make every time value a number (or every one an ISO date such as 2020-01-31)."
+        )
+
+
+def _check_not_mostly_numeric_text(column, source) -> None:
+    """Refuses a column of numbers spoiled by a few text cells ('?', '-'): read as text, it would silently be
+    left out of the features."""
+    import pandas as pd
+
+    if not _is_text(column):
+        return
+    present = np.flatnonzero(column.notna().to_numpy())  # positions of non-empty cells
+    not_numbers = pd.to_numeric(column.iloc[present], errors="coerce").isna().to_numpy()
+    # No text cell (numbers stored as text, e.g. codes) or mostly text (an id or name column): not a spoiled feature.
+    if len(present) == 0 or not not_numbers.any() or not_numbers.mean() > 0.5:
+        return
+    row = int(present[np.flatnonzero(not_numbers)[0]])
+    raise DataError(
+        f"{source}: column {column.name!r} is mostly numbers but {int(not_numbers.sum())} cell(s) are text (first "
+        f"{_python_value(column.iloc[row])!r} in row {row + 2}), so it would be left out of the features. Fix: "
+        "correct or impute those cells (missing values as empty cells), or list the features in "
+        "data.feature_columns to leave this column out."
+    )
 
 
 def _first_repeated(stamps: np.ndarray) -> object:

@@ -151,7 +151,7 @@ class BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         if vocab_size < len(SPECIAL_TOKENS) + 256:
-            raise ValueError(
+            raise DataError(
                 f"vocab_size={vocab_size} is too small for byte-level BPE (the 256 byte symbols and "
                 f"{len(SPECIAL_TOKENS)} specials); use at least {len(SPECIAL_TOKENS) + 256}."
             )

@@ -36,6 +36,11 @@ class _ErrorCountMetric(Metric):
     def compute(self) -> Tensor:
         return self.errors.float() / self.total.float()
 
+    def _add(self, errors: int, total: int) -> None:
+        # Replaced, not updated in place: states reset under inference mode (after `validate`) refuse in-place ops.
+        self.errors = self.errors + errors
+        self.total = self.total + total
+
 
 class WordErrorRate(_ErrorCountMetric):
     """Fraction of words whose predicted pronunciation matches none of its references.
@@ -49,8 +54,7 @@ class WordErrorRate(_ErrorCountMetric):
         wrong = 0
         for prediction, alternatives in _normalised_pairs(predictions, references, self.stress):
             wrong += prediction not in alternatives
-        self.errors += wrong
-        self.total += len(predictions)
+        self._add(wrong, len(predictions))
 
 
 class PhonemeErrorRate(_ErrorCountMetric):
@@ -70,8 +74,7 @@ class PhonemeErrorRate(_ErrorCountMetric):
             distance, length = min((edit_distance(prediction, reference), len(reference)) for reference in alternatives)
             distance_sum += distance
             length_sum += length
-        self.errors += distance_sum
-        self.total += length_sum
+        self._add(distance_sum, length_sum)
 
 
 def edit_distance(hypothesis: Sequence[Hashable], reference: Sequence[Hashable]) -> int:

@@ -61,8 +61,9 @@ class _PerSeriesMean(Metric):
         """per_series (B,) float64 scores, has_targets (B,) bool; series without targets are skipped."""
         if scale is not None:
             per_series = per_series / scale  # (B,)
-        self.total += per_series[has_targets].sum()
-        self.series += has_targets.sum()
+        # Replaced, not updated in place: states reset under inference mode (after `validate`) refuse in-place ops.
+        self.total = self.total + per_series[has_targets].sum()
+        self.series = self.series + has_targets.sum()
 
     def compute(self) -> Tensor:
         return (self.total / self.series).float()

@@ -34,9 +34,10 @@ class _SummedNLL(Metric):
 
     def update(self, summed_nll: Tensor, n_tokens: int, chars_per_token: float = 1.0) -> None:
         """Adds a batch's summed NLL over `n_tokens` tokens of text with `chars_per_token` characters each."""
-        self.nll += summed_nll.detach().to(torch.float64)
-        self.tokens += float(n_tokens)
-        self.chars += float(n_tokens) * float(chars_per_token)
+        # Replaced, not updated in place: states reset under inference mode (after `validate`) refuse in-place ops.
+        self.nll = self.nll + summed_nll.detach().to(torch.float64)
+        self.tokens = self.tokens + float(n_tokens)
+        self.chars = self.chars + float(n_tokens) * float(chars_per_token)
 
 
 class TokenNLL(_SummedNLL):

@@ -1,4 +1,4 @@
-"""Gradient accumulation that equals the big batch: normalise by the targets of the whole step."""
+"""Gradient accumulation that equals the big batch: normalise by the targets of the whole step, on every rank."""
 
 from __future__ import annotations
 
@@ -13,24 +13,36 @@ class EffectiveBatchNormalizer:
     tokens). Averaging per micro-batch and then over micro-batches (what Lightning's
     `accumulate_grad_batches` does) over-weights the targets of small batches. Instead each
     micro-batch returns its *summed* loss; after the last backward of a step the gradients are
-    multiplied by `accumulate_grad_batches / targets_in_step`, which undoes Lightning's division
-    and divides by the real count. Done in `on_after_backward`, so every `on_before_optimizer_step`
-    hook (gradient-norm logging, clipping) already sees the final gradients.
+    multiplied by `accumulate_grad_batches * world_size / targets_in_step_on_all_ranks`, which undoes
+    Lightning's division and DDP's averaging over ranks and divides by the real count of the global
+    batch. The count is summed over ranks because ranks hold different numbers of targets: with a
+    per-rank count each rank would scale the (already averaged, identical) gradients differently,
+    the replicas would drift apart, and none would follow the one-process gradient of the union batch.
+    Done in `on_after_backward`, so every `on_before_optimizer_step` hook (gradient-norm logging,
+    clipping) already sees the final gradients.
     """
 
     def __init__(self) -> None:
         self.targets_in_step = 0
 
     def add(self, n_targets: int) -> None:
-        """Counts the real (non-ignored) targets of one micro-batch."""
+        """Counts the real (non-ignored) targets of one micro-batch on this rank."""
         self.targets_in_step += int(n_targets)
 
     def on_after_backward(self, module: pl.LightningModule) -> None:
         trainer = module.trainer
         if trainer.fit_loop._should_accumulate():
             return
-        factor = trainer.accumulate_grad_batches / max(1, self.targets_in_step)
+        global_targets = self._targets_on_all_ranks(trainer, module.device)
+        factor = trainer.accumulate_grad_batches * trainer.world_size / max(1, global_targets)
         self.targets_in_step = 0
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         if grads:
             torch._foreach_mul_(grads, factor)
+
+    def _targets_on_all_ranks(self, trainer: pl.Trainer, device: torch.device) -> int:
+        """This step's target count summed over ranks (one all-reduce of a scalar; the count itself on one process)."""
+        if trainer.world_size == 1:
+            return self.targets_in_step
+        count = torch.tensor(self.targets_in_step, dtype=torch.long, device=device)
+        return int(trainer.strategy.reduce(count, reduce_op="sum"))

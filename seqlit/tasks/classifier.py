@@ -12,6 +12,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqlit.errors import CheckpointMismatchError
+from seqlit.metrics.mean import MeanPerTarget
 from seqlit.nn.encoders import CellType, RNNEncoder
 from seqlit.nn.init import init_linear_
 from seqlit.nn.pooling import PoolingType, SequencePooling
@@ -69,6 +70,8 @@ class SequenceClassifier(pl.LightningModule):
         self.step_normalizer = EffectiveBatchNormalizer()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # Summed states, so the DDP loss covers every rank's items exactly (see seqlit.metrics.mean).
+        self.eval_losses = nn.ModuleDict({"val": MeanPerTarget(), "test": MeanPerTarget()})
 
     def forward(self, inputs: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
         """inputs (B, T, F), lengths (B,), mask (B, T) -> logits (B, C)."""
@@ -123,7 +126,7 @@ class SequenceClassifier(pl.LightningModule):
 
     def _evaluate(self, batch: SeqBatch, stage: str, metrics: MetricCollection) -> None:
         logits = self(batch.inputs, batch.lengths, batch.mask)  # (B, C)
-        loss = F.cross_entropy(logits, batch.targets)
         metrics.update(logits, batch.targets)
-        self.log(f"{stage}/loss", loss, batch_size=batch.batch_size, on_epoch=True, prog_bar=stage == "val")
+        self.eval_losses[stage].update(F.cross_entropy(logits, batch.targets, reduction="sum"), batch.batch_size)
+        self.log(f"{stage}/loss", self.eval_losses[stage], on_epoch=True, prog_bar=stage == "val")
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")

@@ -8,10 +8,10 @@ from typing import Any, ClassVar, Literal
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torchmetrics import MeanMetric
 
 from seqlit.errors import CheckpointMismatchError, SeqlitError
 from seqlit.metrics.forecasting import MeanAbsoluteScaledError, SymmetricMAPE
+from seqlit.metrics.mean import MeanPerTarget
 from seqlit.nn.encoders import CellType
 from seqlit.nn.forecasting import BASELINES, BaselineForecaster, DirectForecaster, EncoderDecoderForecaster
 from seqlit.schedules import TeacherForcingKind, TeacherForcingSchedule
@@ -98,7 +98,8 @@ class Forecaster(pl.LightningModule):
         self.metrics = torch.nn.ModuleDict({
             f"{stage}_{name}": metric()
             for stage in ("val", "test")
-            for name, metric in (("mase", MeanAbsoluteScaledError), ("smape", SymmetricMAPE), ("coverage", MeanMetric))
+            for name, metric in (("mase", MeanAbsoluteScaledError), ("smape", SymmetricMAPE),
+                                 ("coverage", MeanPerTarget), ("loss", MeanPerTarget))
         })
 
     def forward(self, batch: ForecastBatch, teacher_forcing_prob: float = 0.0) -> Tensor:
@@ -179,9 +180,10 @@ class Forecaster(pl.LightningModule):
 
     def _evaluate(self, batch: ForecastBatch, stage: str) -> None:
         predictions = self(batch)  # (B, H, Q)
-        n_targets = max(1, batch.n_targets)
-        self.log(f"{stage}/loss", self._summed_loss(predictions, batch) / n_targets, batch_size=n_targets,
-                 on_epoch=True, prog_bar=stage == "val")
+        # Summed states, so the DDP loss covers every rank's windows exactly (see seqlit.metrics.mean).
+        loss = self.metrics[f"{stage}_loss"]
+        loss.update(self._summed_loss(predictions, batch), batch.n_targets)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
         original = self._to_original(predictions, batch)  # (B, H, Q)
         targets = self._to_original(batch.targets, batch)  # (B, H)
         point = original[..., self.point_index]  # (B, H)
@@ -195,5 +197,6 @@ class Forecaster(pl.LightningModule):
         if len(self.quantiles) > 1:
             inside = (targets >= original[..., 0]) & (targets <= original[..., -1])  # (B, H)
             coverage = self.metrics[f"{stage}_coverage"]
-            coverage.update(inside[batch.target_mask].to(torch.float64))
+            observed = inside[batch.target_mask]  # (N,)
+            coverage.update(observed.sum(), observed.numel())
             self.log(f"{stage}/coverage", coverage, on_epoch=True)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics import MetricCollection
 
@@ -30,8 +31,10 @@ from seqlit.nn.language_model import LMState, RecurrentLanguageModel, detach_sta
 from seqlit.tasks.accumulation import EffectiveBatchNormalizer
 from seqlit.tasks.optim import OptimizerName, configure_from_hparams
 from seqlit.types import EOS_ID, SPECIAL_TOKENS, LMBatch
+from seqlit.distributed import gather_from_every_rank
 
-_CARRIED_STATE_KEY = "seqlit_lm_carried_state"
+_CARRIED_STATE_KEY = "seqlit_lm_carried_state"  # one process's state (checkpoints from before per-rank states)
+_CARRIED_STATES_KEY = "seqlit_lm_carried_states"  # per rank, by global rank
 
 
 def _lm_metrics(prefix: str) -> MetricCollection:
@@ -210,14 +213,19 @@ class LanguageModel(pl.LightningModule):
         print(f"seqlit: {path}: {self.embedding_coverage}", file=sys.stderr)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A checkpoint written mid-epoch resumes at the next chunk, which must continue from this state.
+        """Stores the carried state of every rank: a checkpoint written mid-epoch resumes at the next chunk,
+        which must continue from this state, and under DDP each rank reads other streams (only rank 0 writes
+        the file; Lightning builds its contents on every rank, so the gather is safe)."""
+        state = None
         if self._train_state is not None:
-            checkpoint[_CARRIED_STATE_KEY] = [
-                [t.cpu() for t in s] if isinstance(s, tuple) else s.cpu() for s in self._train_state
-            ]
+            state = [[t.cpu() for t in s] if isinstance(s, tuple) else s.cpu() for s in self._train_state]
+        per_rank = gather_from_every_rank(state)
+        if any(rank_state is not None for rank_state in per_rank):
+            checkpoint[_CARRIED_STATES_KEY] = per_rank
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuses a checkpoint trained with another tokenizer: its ids would mean other tokens."""
+        """Refuses a checkpoint trained with another tokenizer (its ids would mean other tokens); restores this
+        rank's carried training state."""
         saved = checkpoint.get("hyper_parameters", {}).get("tokenizer")
         if saved is not None:
             saved_tokenizer = tokenizer_from_state_dict(saved)
@@ -236,9 +244,25 @@ class LanguageModel(pl.LightningModule):
                 f"the checkpoint's embedding has {embedding.shape[0]} rows but this model's tokenizer has "
                 f"{len(self.text_tokenizer)} tokens; load it with the tokenizer it was trained with."
             )
-        carried = checkpoint.get(_CARRIED_STATE_KEY)
-        if carried is not None:
-            self._train_state = [tuple(s) if isinstance(s, list) else s for s in carried]
+        per_rank = checkpoint.get(_CARRIED_STATES_KEY)
+        if per_rank is None and checkpoint.get(_CARRIED_STATE_KEY) is not None:
+            per_rank = [checkpoint[_CARRIED_STATE_KEY]]
+        if per_rank is not None:
+            self._train_state = self._this_rank_state(per_rank)
+
+    def _this_rank_state(self, per_rank: list[Any]) -> LMState | None:
+        """This rank's carried state from a checkpoint's per-rank list, or None when the process count changed:
+        the streams are laid out over all ranks' rows (`batchify`), so another layout makes the states stale."""
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        if len(per_rank) != world_size:
+            if self._trainer is not None and self.trainer.state.fn == "fit":  # evaluation never uses the state
+                rank_zero_warn(
+                    f"the checkpoint was written by {len(per_rank)} process(es) and this run has {world_size}, so "
+                    "its streams are laid out differently; the carried hidden state starts from zero."
+                )
+            return None
+        carried = per_rank[self.global_rank]
+        return None if carried is None else [tuple(s) if isinstance(s, list) else s for s in carried]
 
     def _carried(self, state: LMState | None, batch: LMBatch) -> LMState | None:
         """The carried state, moved to this device, or None when there is none or the stream count changed."""

@@ -14,6 +14,7 @@ from torchmetrics.text import Perplexity
 
 from seqlit.errors import CheckpointMismatchError
 from seqlit.metrics.error_rates import PhonemeErrorRate, WordErrorRate
+from seqlit.metrics.mean import MeanPerTarget
 from seqlit.nn.attention import AttentionKind
 from seqlit.nn.decoders import AttentionDecoder, DecoderOutput, DecoderState, Hypotheses, Memory, SamplingMode
 from seqlit.nn.encoders import CellType, RNNEncoder
@@ -132,6 +133,8 @@ class Seq2SeqModel(pl.LightningModule):
         self.test_metrics = _error_rates("test/")
         self.test_greedy_metrics = _error_rates("test/greedy_")
         self.test_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
+        # Summed states, so the DDP loss covers every rank's words exactly (see seqlit.metrics.mean).
+        self.eval_losses = nn.ModuleDict({"val": MeanPerTarget(), "test": MeanPerTarget()})  # per target token
 
     # ---- model -------------------------------------------------------------------------------------
     def encode(self, sources: Tensor, source_lengths: Tensor, source_mask: Tensor) -> tuple[Memory, DecoderState]:
@@ -204,11 +207,10 @@ class Seq2SeqModel(pl.LightningModule):
         """Encodes once, logs the teacher-forced loss and perplexity, and returns the encoding for decoding."""
         memory, state = self.encode(batch.sources, batch.source_lengths, batch.source_mask)
         logits = self.decoder(batch.target_inputs, state, memory).logits  # (B, T, V), teacher-forced
-        n_targets = batch.n_target_tokens
-        loss = self._token_loss(logits, batch.target_outputs, 0.0) / max(1, n_targets)
-        self.log(f"{stage}/loss", loss, batch_size=n_targets, on_epoch=True, prog_bar=stage == "val")
+        self.eval_losses[stage].update(self._token_loss(logits, batch.target_outputs, 0.0), batch.n_target_tokens)
+        self.log(f"{stage}/loss", self.eval_losses[stage], on_epoch=True, prog_bar=stage == "val")
         perplexity.update(logits.float(), batch.target_outputs)
-        self.log(f"{stage}/ppl", perplexity, on_epoch=True, batch_size=n_targets)
+        self.log(f"{stage}/ppl", perplexity, on_epoch=True, batch_size=batch.n_target_tokens)
         return memory, state
 
     @staticmethod

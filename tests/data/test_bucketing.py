@@ -279,6 +279,37 @@ def test_lightning_reinstantiation_injects_distributed_sampler() -> None:
     assert_each_index_once(per_rank, len(lengths))
 
 
+@pytest.mark.parametrize("bucketing", [True, False])
+def test_evaluation_loaders_give_each_item_of_an_odd_split_to_one_rank(
+    bucketing: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning injects a padding DistributedSampler (101 items -> 2 x 51) into evaluation loaders; the data
+    modules' loaders, bucketed or not, still score every item exactly once."""
+    from seqlit.data.datamodules import loaders
+
+    monkeypatch.setattr(loaders, "resolve_num_replicas", lambda *_: 2)  # as in a 2-process group
+    lengths = long_tailed_lengths(101)
+    dataset = IndexDataset(len(lengths))
+    with _replace_dunder_methods(DataLoader, "dataset"), _replace_dunder_methods(BatchSampler):
+        loader = loaders.length_bucketed_loader(dataset, lengths, as_list, batch_size=8, shuffle=False,
+                                                bucketing=bucketing, seed=0)
+    per_rank = []
+    for rank in range(2):
+        injected = DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=False)
+        per_rank.append(list(_update_dataloader(loader, injected, mode=RunningStage.VALIDATING)))
+    assert len(per_rank[0]) == len(per_rank[1])
+    assert_each_index_once(per_rank, len(lengths))
+
+
+def test_without_sorting_batches_are_runs_of_the_order() -> None:
+    lengths = long_tailed_lengths(23)
+    in_order = list(BucketBatchSampler(lengths, batch_size=5, shuffle=False, sort_by_length=False))
+    assert in_order == [list(range(start, min(start + 5, 23))) for start in range(0, 23, 5)]
+    shuffled = list(BucketBatchSampler(lengths, batch_size=5, seed=4, sort_by_length=False))
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(4)).tolist()
+    assert shuffled == [order[start : start + 5] for start in range(0, 23, 5)]
+
+
 def test_lightning_predict_reinstantiation_yields_every_index() -> None:
     lengths = long_tailed_lengths(101)
     dataset = IndexDataset(len(lengths))
@@ -391,6 +422,7 @@ def test_property_every_rank_equal_and_every_index_once(data: st.DataObject) -> 
     batch_size = data.draw(st.integers(1, 64), label="batch_size")
     max_tokens = data.draw(st.none() | st.integers(max(lengths), 4 * max(lengths)), label="max_tokens")
     shuffle = data.draw(st.booleans(), label="shuffle")
+    sort_by_length = data.draw(st.booleans(), label="sort_by_length")
     multiplier = data.draw(st.none() | st.integers(1, 5), label="bucket_size_multiplier")
     epoch = data.draw(st.integers(0, 3), label="epoch")
     with warnings.catch_warnings(record=True) as caught:
@@ -402,6 +434,7 @@ def test_property_every_rank_equal_and_every_index_once(data: st.DataObject) -> 
             batch_size=batch_size,
             max_tokens=max_tokens,
             shuffle=shuffle,
+            sort_by_length=sort_by_length,
             bucket_size_multiplier=multiplier,
         )
     assert len({len(batches) for batches in per_rank}) == 1

@@ -1,6 +1,7 @@
 import lightning.pytorch as pl
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from seqlit.data.collate import Sample, SequenceCollator
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
@@ -25,6 +26,20 @@ def test_logits_do_not_depend_on_batch_padding(pooling: str, cell: str) -> None:
     for row, sample in enumerate(samples):
         alone = SequenceCollator()([sample])
         torch.testing.assert_close(logits[row], model(alone.inputs, alone.lengths, alone.mask)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_loss_is_the_per_item_mean_over_unequal_batches() -> None:
+    """val/loss weights each batch by its items (as one big batch would), not each batch equally."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(n_features=4, n_classes=3)
+    samples, whole = _batch([5, 1, 9, 3, 7, 2, 4])
+    loader = DataLoader(samples, batch_sampler=[[0, 1, 2, 3, 4], [5], [6]], collate_fn=SequenceCollator())
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    logged = trainer.validate(model, loader, verbose=False)[0]["val/loss"]
+    with torch.no_grad():
+        logits = model.eval()(whole.inputs, whole.lengths, whole.mask)  # (B, C)
+    expected = torch.nn.functional.cross_entropy(logits, whole.targets)
+    assert logged == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_weight_decay_skips_biases_and_schedule_warms_up() -> None:

@@ -198,6 +198,20 @@ def test_mid_epoch_checkpoint_carries_the_stream_state() -> None:
         assert torch.equal(a, b)
 
 
+def test_validate_before_fit_leaves_the_metrics_updatable(tmp_path: Path) -> None:
+    """Lightning resets metrics under inference mode after `validate`; the validation inside a later `fit` must
+    still update them (in-place updates of inference tensors would raise)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 4, encoding="utf-8")
+    data = LanguageModelDataModule(corpus="files", paths=[str(corpus)], batch_size=2, eval_batch_size=2, bptt=20)
+    model = _model(tokenizer=data.tokenizer_state)
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=2, val_check_interval=1)
+    before = trainer.validate(model, datamodule=data, verbose=False)[0]["val/loss"]
+    trainer.fit(model, datamodule=data)
+    assert trainer.callback_metrics["val/loss"] != before
+
+
 class _RankRecordingLM(LanguageModel):
     """Writes, per rank, the first input token of every stream in every training batch, the validation
     tokens this rank scored, and the synced validation perplexity."""
@@ -217,10 +231,16 @@ class _RankRecordingLM(LanguageModel):
         super().validation_step(batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
+        metric = self.val_metrics["loss"]
+        local = float(metric.tokens)
+        metric.sync()  # on every rank: the states summed over ranks, as compute() sees them
+        synced = float(metric.tokens)
+        metric.unsync()
         record = {
             "first_tokens": self.first_tokens,
             "val_tokens_rank": self.val_tokens_here,
-            "val_tokens_synced": float(self.val_metrics["loss"].tokens),
+            "val_tokens_local": local,
+            "val_tokens_synced": synced,
         }
         (Path(self.record_dir) / f"rank{self.global_rank}.json").write_text(json.dumps(record))
 
@@ -248,6 +268,7 @@ def test_ddp_ranks_read_disjoint_contiguous_shards_in_equal_chunk_counts(tmp_pat
     val_ids = data.token_ids("val")
     expected = 4 * ((val_ids.numel() // 4) - 1)  # 2 streams on each of 2 ranks, every position predicted once
     assert sum(record["val_tokens_rank"] for record in records) == expected  # disjoint halves...
+    assert [record["val_tokens_local"] for record in records] == [record["val_tokens_rank"] for record in records]
     assert [record["val_tokens_synced"] for record in records] == [expected, expected]  # ...summed exactly by sync
 
 

@@ -83,6 +83,10 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        if too_long not in ("error", "keep_first", "keep_last"):
+            raise DataError(f"data.too_long must be 'error', 'keep_first' or 'keep_last', got {too_long!r}.")
+        if max_length is not None and max_length < 1:
+            raise DataError(f"data.max_length must be a positive number of steps (null: no limit), got {max_length}.")
         self.max_length = max_length
         self.too_long = too_long
         self.batch_size = batch_size
@@ -115,7 +119,6 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
         if self.normalizer is not None and not self.normalizer.is_fitted:
             self.normalizer.fit(self._splits["train"].sequences)
         for name, records in self._splits.items():
-            self._check_labels(name, records, class_to_index)
             self.datasets[name] = SequenceClassificationDataset(records, class_to_index, self.normalizer)
         if stage == "predict":
             if self.predict_path is None:
@@ -171,7 +174,12 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
                 raise DataError(
                     f"the {name} split is empty; raise data.{name}_fraction or provide more data."
                 )
-        return {name: self._clip(records, name) for name, records in splits.items()}
+        clipped = {name: self._clip(records, name) for name, records in splits.items()}
+        # Checked here, not in setup: a label unseen in training fails before the Trainer and its logs exist.
+        class_to_index = {name: i for i, name in enumerate(_sorted_labels(clipped["train"].labels))}
+        for name, records in clipped.items():
+            self._check_labels(name, records, class_to_index)
+        return clipped
 
     def _split(self, records: SequenceRecords, carve_test: bool) -> Split:
         test_fraction = self.test_fraction if carve_test else 0.0
@@ -231,7 +239,7 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
             first = int(too_long[0])
             raise DataError(
                 f"{len(too_long)} {name} sequence(s) are longer than data.max_length={self.max_length} "
-                f"(e.g. {records.sequence_ids[first]!r} with {records.lengths[first]} steps). Raise "
+                f"(e.g. {str(records.sequence_ids[first])!r} with {records.lengths[first]} steps). Raise "
                 "max_length, or set data.too_long to 'keep_first' or 'keep_last' to truncate."
             )
         keep = slice(None, self.max_length) if self.too_long == "keep_first" else slice(-self.max_length, None)
@@ -247,8 +255,9 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
             return
         unknown = sorted(set(records.labels) - set(class_to_index))
         if unknown:
+            shown = [str(label) for label in unknown[:10]]
             raise DataError(
-                f"the {name} split has label(s) {unknown[:10]} never seen in the training split "
+                f"the {name} split has label(s) {shown} never seen in the training split "
                 f"(classes: {list(class_to_index)[:20]}); the model cannot predict them. Remove those "
                 "sequences or make sure the training split contains every class."
             )

@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from seqlit.data.bucketing import BucketBatchSampler
+from seqlit.data.bucketing import BucketBatchSampler, resolve_num_replicas
 from seqlit.data.datamodules.resume import resume_position
 
 
@@ -80,7 +80,9 @@ def length_bucketed_loader(
     interrupted epoch stopped (see `resume.resume_position`).
     """
     common = loader_options(collate_fn, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
-    if not bucketing:
+    # Under DDP Lightning gives a plain loader a padding DistributedSampler, which repeats items: harmless in
+    # training, but evaluation would count them twice. There our sampler makes the plain batches instead.
+    if not bucketing and (shuffle or resolve_num_replicas(None, None) == 1):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
     sampler = BucketBatchSampler(
         list(lengths),
@@ -90,6 +92,7 @@ def length_bucketed_loader(
         seed=seed,
         bucket_size_multiplier=bucket_size_multiplier,
         resume_from=resume_from,
+        sort_by_length=bucketing,
     )
     return DataLoader(dataset, batch_sampler=sampler, **common)
 

@@ -56,11 +56,12 @@ class AuditReport:
         lines += ["  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
                                    enumerate(zip(row, widths))).rstrip() for row in table]
         lines.append("")
+        facts = list(self.facts)
         if self.overlap is not None:
             pairs = ", ".join(f"{pair} {count}" for pair, count in self.overlap.items())
-            self.facts.insert(0, ("entity overlap", f"{pairs} ({self.overlap_rule})"))
-        width = max((len(name) for name, _ in self.facts), default=0)
-        lines += [f"  {name.ljust(width)}  {value}" for name, value in self.facts]
+            facts.insert(0, ("entity overlap", f"{pairs} ({self.overlap_rule})"))
+        width = max((len(name) for name, _ in facts), default=0)
+        lines += [f"  {name.ljust(width)}  {value}" for name, value in facts]
         lines += ["", f"audit: passed ({self.checks})"]
         return "\n".join(lines)
 

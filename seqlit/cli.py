@@ -171,9 +171,8 @@ class SeqlitCLI(LightningCLI):
         saved_class = saved.get("_class_path")
         if saved_class and saved_class != config["class_path"]:
             raise CheckpointMismatchError(
-                f"the checkpoint {path} is for another model: it holds a {saved_class.rsplit('.', 1)[-1]} "
-                f"({saved_class}) but this config builds a {config['class_path'].rsplit('.', 1)[-1]}. Fix: use the "
-                "config the checkpoint was trained with (the config.yaml saved in its run's log folder)."
+                f"the checkpoint {path} is for another model: {_other_class(saved_class, config['class_path'])}. "
+                "Fix: use the config the checkpoint was trained with (the config.yaml saved in its run's log folder)."
             )
 
     def _report_settings_from_checkpoint(self) -> None:
@@ -308,6 +307,12 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
+def _other_class(saved_class: str, built_class: str) -> str:
+    """"it holds a Forecaster (seqlit.tasks.forecaster.Forecaster) but this config builds a SequenceClassifier"."""
+    return (f"it holds a {saved_class.rsplit('.', 1)[-1]} ({saved_class}) but this config builds a "
+            f"{built_class.rsplit('.', 1)[-1]}")
+
+
 def _describe_model_mismatch(checkpoint_path: str, model: torch.nn.Module) -> str:
     """What differs between a checkpoint and the model a config builds: class, settings, weights; and the fix."""
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
@@ -317,8 +322,7 @@ def _describe_model_mismatch(checkpoint_path: str, model: torch.nn.Module) -> st
     saved_class = saved.pop("_class_path", None)
     parts = []
     if saved_class and saved_class != this_class:
-        parts.append(f"it holds a {saved_class.rsplit('.', 1)[-1]} ({saved_class}) but this config builds a "
-                     f"{type(model).__name__}")
+        parts.append(_other_class(saved_class, this_class))
     differing = []
     for key in sorted(set(saved) & set(current)):
         if key.startswith("_") or saved[key] == current[key]:

@@ -113,9 +113,9 @@ def _weight_drop_of(model: nn.Module, rnn_name: str) -> float | None:
 
 
 def padding(datamodule: Any, diagnosis: Diagnosis) -> None:
-    """Padding of one epoch of the training loader's batches vs random batches of the same size."""
+    """Padding of one epoch of the training loader's batches vs random batches of the same size; the data
+    module must be set up for fit (callers do it once: setting up reruns its audits)."""
     try:
-        datamodule.setup("fit")
         loader = datamodule.train_dataloader()
     except Exception as error:  # noqa: BLE001 - the doctor reports, it does not crash
         diagnosis.facts.append(("padding", f"not measured: the data module could not build its loader ({error})"))
@@ -191,7 +191,12 @@ def diagnose(arguments: list[str]) -> Diagnosis:
     diagnosis = Diagnosis()
     device_type = run_settings(cli, diagnosis)
     kernel_paths(cli.model, device_type, diagnosis)
-    padding(cli.datamodule, diagnosis)
+    try:
+        cli.datamodule.setup("fit")
+    except Exception as error:  # noqa: BLE001 - the doctor reports, it does not crash
+        diagnosis.facts.append(("padding", f"not measured: the data module could not be set up ({error})"))
+    else:
+        padding(cli.datamodule, diagnosis)
     n_params = sum(p.numel() for p in cli.model.parameters())
     diagnosis.facts.insert(0, ("model", f"{type(cli.model).__name__}, {n_params:,} parameters, "
                                          f"{next(cli.model.parameters(), torch.empty(0)).dtype}"))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
+
+from seqlit.metrics.mean import MeanPerTarget
 
 
 def mase_scale(history: Tensor, mask: Tensor | None = None, seasonality: int = 1) -> Tensor:
@@ -42,31 +43,14 @@ def mase_scale(history: Tensor, mask: Tensor | None = None, seasonality: int = 1
     return scale
 
 
-class _PerSeriesMean(Metric):
+class _PerSeriesMean(MeanPerTarget):
     """A per-series score summed over series (float64) with the series count; `compute` is their mean."""
-
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
-    total: Tensor
-    series: Tensor
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("series", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def _add(self, per_series: Tensor, has_targets: Tensor, scale: Tensor | None = None) -> None:
         """per_series (B,) float64 scores, has_targets (B,) bool; series without targets are skipped."""
         if scale is not None:
             per_series = per_series / scale  # (B,)
-        # Replaced, not updated in place: states reset under inference mode (after `validate`) refuse in-place ops.
-        self.total = self.total + per_series[has_targets].sum()
-        self.series = self.series + has_targets.sum()
-
-    def compute(self) -> Tensor:
-        return (self.total / self.series).float()
+        MeanPerTarget.update(self, per_series[has_targets].sum(), has_targets.sum())
 
 
 class MeanAbsoluteScaledError(_PerSeriesMean):

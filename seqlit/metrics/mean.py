@@ -33,10 +33,11 @@ class MeanPerTarget(Metric):
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("targets", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, summed: Tensor, n_targets: int) -> None:
-        """Adds a batch's value summed over its `n_targets` targets (e.g. a loss with reduction="sum")."""
+    def update(self, summed: Tensor, n_targets: int | Tensor) -> None:
+        """Adds a batch's value summed over its `n_targets` targets (e.g. a loss with reduction="sum"); a
+        tensor count stays on the device (no host sync)."""
         self.total = self.total + summed.detach().to(torch.float64)
-        self.targets = self.targets + int(n_targets)
+        self.targets = self.targets + (n_targets if isinstance(n_targets, Tensor) else int(n_targets))
 
     def compute(self) -> Tensor:
         return (self.total / self.targets).float()

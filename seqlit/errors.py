@@ -17,3 +17,26 @@ class CheckpointMismatchError(SeqlitError, ValueError):
 
 class NonFiniteLossError(SeqlitError, RuntimeError):
     """Training produced NaN/Inf losses for too many steps in a row."""
+
+
+def check_checkpoint_matches(what: str, saved: object, current: object, *, fix: str) -> None:
+    """The one checkpoint-compatibility check: raises when the checkpoint's `what` differs from this run's.
+
+    `what` names the setting ("classes", "feature columns", "tokenizer"); `fix` says what to do. Long
+    values are cut in the message, so a 10k-token vocabulary still gives one readable line.
+    """
+    if saved is None or current is None or _comparable(saved) == _comparable(current):
+        return
+    raise CheckpointMismatchError(
+        f"the checkpoint was trained with {what} {_short(saved)} but this run has {_short(current)}; {fix}"
+    )
+
+
+def _comparable(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _short(value: object, limit: int = 12) -> str:
+    if isinstance(value, (list, tuple)) and len(value) > limit:
+        return f"{list(value)[:limit]!r} ... ({len(value)} in all)"
+    return repr(list(value) if isinstance(value, tuple) else value)

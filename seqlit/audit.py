@@ -5,8 +5,8 @@ split on every run (time order per entity, held-out entities, scaler causality f
 prints per split: items and tokens/steps, the time span where the data has time (forecasting: the
 window origins), entities and how many appear in more than one split, then the padding of one epoch of
 the training loader next to random batching (as `seqlit doctor` measures it) and `audit: passed`.
-A leak or unusable data prints one `seqlit: error:` line and exits with 1. Extra arguments
-(`--data.init_args.split entity`) override the config as they would for `seqlit fit`.
+A leak or unusable data prints one `seqlit: error:` line and exits with 1. Overrides
+(`--data.init_args.split entity`) work as they do for `seqlit fit`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from seqlit.cli import SeqlitCLI, quiet_lightning
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from seqlit.data.datamodules.forecasting import ForecastingDataModule
 from seqlit.data.datamodules.language_model import LanguageModelDataModule
@@ -27,8 +26,6 @@ from seqlit.data.datamodules.seq2seq import Seq2SeqDataModule
 from seqlit.data.splits import SPLIT_NAMES, LeakageError, Split, split_summary
 from seqlit.doctor import Diagnosis, padding
 from seqlit.errors import SeqlitError
-
-USAGE = "usage: seqlit audit --config X.yaml [--key value ...]"
 
 
 @dataclass
@@ -66,10 +63,8 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def audit(arguments: list[str]) -> AuditReport:
-    """Instantiates `seqlit fit` arguments without training, sets the data up (its audits run) and summarises."""
-    cli = SeqlitCLI(args=arguments, run=False, parser_kwargs={"exit_on_error": False})
-    datamodule = cli.datamodule
+def audit(datamodule: Any) -> AuditReport:
+    """Sets the data module up (its audits run) and summarises its splits; no model, no training."""
     datamodule.setup("fit")
     datamodule.setup("test")
     summarise = next((fn for kind, fn in _SUMMARIES if isinstance(datamodule, kind)), _summarise_other)
@@ -83,15 +78,11 @@ def audit(arguments: list[str]) -> AuditReport:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else argv
-    if not arguments or arguments[0] in ("-h", "--help"):
-        print(__doc__)
-        print(USAGE)
-        return 0
+def run_audit(datamodule: Any) -> int:
+    """`seqlit audit`: prints the report and returns 0, or prints one `seqlit: error: audit failed` line and
+    returns 1 (a leak or unusable data), so the command can gate a CI job."""
     try:
-        with quiet_lightning():
-            report = audit(arguments)
+        report = audit(datamodule)
     except SeqlitError as error:  # LeakageError, EmptySplitError, DataError: a failed audit or bad data
         print(f"seqlit: error: audit failed: {_one_line(error)}", file=sys.stderr)
         return 1

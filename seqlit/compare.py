@@ -4,23 +4,25 @@
 
 The first variant keeps the config's widths; every other variant gets the widths (scaled together, in
 proportion) whose parameter count is closest to the first's, and must land within `--tolerance`.
-Each (variant, seed) run is an ordinary `seqlit fit --test_after_fit true` with its own CSV log
+Which settings are widths, cells and directions the task says (`size_parameters`, `cell_parameters`,
+`bidirectional_parameters`: dotted paths such as `encoder.hidden_size`). Each (variant, seed) run is an
+ordinary `seqlit fit --test_after_fit true` of the same config with its own CSV log
 (`<out>/runs/<variant>/seed<k>/`) and, when done, a `result.json`; a rerun skips finished runs, so an
 interrupted compare resumes where it stopped. Then `<out>/report.md`, `results.csv`, `summary.csv` and
 `val_curves.png` are written, with a paired t-test over seeds per variant against the first.
-Arguments it does not know (e.g. `--trainer.max_epochs 5`) go to every `seqlit fit`.
+Every other flag (e.g. `--trainer.max_epochs 5`) changes the config of every run.
 """
 
 from __future__ import annotations
 
-import argparse
+import copy
+import hashlib
 import inspect
 import json
 import math
 import os
 import shutil
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,16 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from lightning.pytorch.callbacks import Timer
+import yaml
 from torch import nn
 
-from seqlit.cli import SeqlitCLI, quiet_lightning
 from seqlit.errors import SeqlitError
+from seqlit.parts import factory_class
 from seqlit.plots import save_validation_curves
 
 # Test metric -> whether higher is better; the first one a run reports is the comparison's metric.
 METRICS: dict[str, bool] = {"test/acc": True, "test/wer": False, "test/bpc": False, "test/mase": False}
 RESULT_FILE = "result.json"
+COMPARE_OPTIONS = ("variants", "seeds", "out", "tolerance", "wandb_project")
 
 
 @dataclass(frozen=True)
@@ -47,17 +50,8 @@ class Variant:
     name: str
     cell: str
     bidirectional: bool
-    sizes: dict[str, int]
+    sizes: dict[str, int]  # dotted path into the model's hyperparameters -> width
     n_params: int
-
-    def overrides(self, has_bidirectional: bool) -> list[str]:
-        """`seqlit fit` arguments that build this variant from the config."""
-        arguments = ["--model.init_args.cell", self.cell]
-        if has_bidirectional:
-            arguments += ["--model.init_args.bidirectional", str(self.bidirectional).lower()]
-        for key, value in self.sizes.items():
-            arguments += [f"--model.init_args.{key}", str(value)]
-        return arguments
 
 
 def parse_variant(name: str) -> tuple[str, bool]:
@@ -67,6 +61,59 @@ def parse_variant(name: str) -> tuple[str, bool]:
     if cell not in ("gru", "lstm"):
         raise SeqlitError(f"unknown variant {name!r}; use gru, lstm, bigru or bilstm (comma-separated).")
     return cell, bidirectional
+
+
+def add_compare_arguments(parser: Any) -> None:
+    """The options `seqlit compare` adds to the config parser."""
+    parser.add_argument("--variants", type=str, default="gru,lstm",
+                        help="Comma-separated: gru, lstm, bigru, bilstm (the first is the reference).")
+    parser.add_argument("--seeds", type=str, default="5", help="A count (5 -> seeds 0..4) or a list (0,3,7).")
+    parser.add_argument("--out", type=str | None, default=None,
+                        help="Output folder (default runs/compare_<config name>).")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="Largest relative parameter-count gap.")
+    parser.add_argument("--wandb_project", type=str | None, default=None,
+                        help="Also log each run to W&B, grouped by the output folder.")
+
+
+# ---- settings by dotted path ---------------------------------------------------------------------------
+
+
+def get_setting(hparams: dict[str, Any], path: str) -> Any:
+    """`encoder.hidden_size` in plain-data hyperparameters, stepping into `init_args` of nested parts and
+    falling back to the part class's default when the spec leaves the setting out."""
+    node: Any = hparams
+    for key in path.split("."):
+        if isinstance(node, dict) and "class_path" in node:
+            init_args = node.get("init_args") or {}
+            if key not in init_args:
+                return _default_of(node, key)
+            node = init_args[key]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            raise SeqlitError(f"the model has no setting {path!r} (stopped at {key!r}).")
+    return node
+
+
+def set_setting(hparams: dict[str, Any], path: str, value: Any) -> None:
+    """Sets `encoder.hidden_size` in plain-data hyperparameters (in place), inside nested parts' `init_args`."""
+    keys = path.split(".")
+    node: Any = hparams
+    for key in keys[:-1]:
+        node = node[key]
+        if isinstance(node, dict) and "class_path" in node:
+            node = node.setdefault("init_args", {})
+    if isinstance(node, dict) and "class_path" in node:
+        node = node.setdefault("init_args", {})
+    node[keys[-1]] = value
+
+
+def _default_of(spec: dict[str, Any], key: str) -> Any:
+    cls = factory_class(spec)
+    parameter = inspect.signature(cls).parameters.get(key) if cls is not None else None
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        raise SeqlitError(f"{spec.get('class_path')} has no setting {key!r} with a default.")
+    return parameter.default
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -115,21 +162,27 @@ def solve_sizes(
 
 def plan_variants(model: Any, names: list[str], tolerance: float = 0.02) -> list[Variant]:
     """Variants matched to the first one's parameter count; `model` is the config's instantiated task."""
-    size_keys = getattr(type(model), "size_parameters", None)
-    if not size_keys:
-        raise SeqlitError(f"{type(model).__name__} does not declare `size_parameters`; seqlit compare cannot size it.")
-    accepted = inspect.signature(type(model).__init__).parameters
-    hparams = {key: value for key, value in model.hparams.items() if key in accepted}  # drops CLI's _class_path
-    if any(parse_variant(name)[1] for name in names) and "bidirectional" not in hparams:
+    task = type(model)
+    size_paths = getattr(task, "size_parameters", ())
+    if not size_paths:
+        raise SeqlitError(f"{task.__name__} does not declare `size_parameters`; seqlit compare cannot size it.")
+    hparams = {key: copy.deepcopy(value) for key, value in model.hparams.items() if not key.startswith("_")}
+    bidirectional_paths = getattr(task, "bidirectional_parameters", ())
+    if any(parse_variant(name)[1] for name in names) and not bidirectional_paths:
         raise SeqlitError(
-            f"{type(model).__name__} has no `bidirectional` option (a language model must read left to right); "
+            f"{task.__name__} has no `bidirectional` option (a language model must read left to right); "
             "compare gru and lstm only."
         )
-    base = {key: int(hparams[key]) for key in size_keys}
+    base = {path: int(get_setting(hparams, path)) for path in size_paths}
 
     def build(cell: str, bidirectional: bool) -> Callable[[dict[str, int]], nn.Module]:
-        extra = {"bidirectional": bidirectional} if "bidirectional" in hparams else {}
-        return lambda sizes: type(model)(**{**hparams, "cell": cell, **extra, **sizes})
+        def make(sizes: dict[str, int]) -> nn.Module:
+            settings = copy.deepcopy(hparams)
+            for path, value in variant_settings(task, cell, bidirectional, sizes).items():
+                set_setting(settings, path, value)
+            return task(**settings)
+
+        return make
 
     first_cell, first_bidirectional = parse_variant(names[0])
     target = count_parameters(build(first_cell, first_bidirectional)(base))
@@ -143,45 +196,40 @@ def plan_variants(model: Any, names: list[str], tolerance: float = 0.02) -> list
     return variants
 
 
+def variant_settings(task: type, cell: str, bidirectional: bool, sizes: dict[str, int]) -> dict[str, Any]:
+    """Dotted model settings that build a variant: its cell everywhere, its direction, its widths."""
+    settings: dict[str, Any] = {path: cell for path in getattr(task, "cell_parameters", ())}
+    settings |= {path: bidirectional for path in getattr(task, "bidirectional_parameters", ())}
+    return settings | dict(sizes)
+
+
 # ---- running ----------------------------------------------------------------------------------------
 
 
-class _TimedCLI(SeqlitCLI):
-    """`seqlit fit` that times its training loop (validation included, setup and test not)."""
-
-    test_verbose = False  # compare prints its own lines
-
-    def before_fit(self) -> None:
-        super().before_fit()
-        self.timer = Timer()
-        self.trainer.callbacks.append(self.timer)
-
-    def after_fit(self) -> None:
-        # Read before testing: restoring the best checkpoint loads the timer's saved elapsed time as an offset.
-        self.train_seconds = self.timer.time_elapsed("train")
-        super().after_fit()
-
-
 def run_variant_seed(
-    config: str, variant: Variant, seed: int, out: Path, extra: list[str], has_bidirectional: bool,
+    fit: Callable[[dict[str, Any]], Any], base: dict[str, Any], task: type, variant: Variant, seed: int, out: Path,
     wandb_project: str | None = None,
 ) -> dict[str, Any]:
-    """Trains and tests one (variant, seed) unless its `result.json` exists; returns that result."""
+    """Trains and tests one (variant, seed) unless its `result.json` exists; returns that result.
+
+    `base` is the compare's own resolved `fit` config; `fit(config)` runs `seqlit fit` on a config dict."""
     run_dir = out / "runs" / variant.name / f"seed{seed}"
     result_path = run_dir / RESULT_FILE
-    # The variant's own settings come last, so a width passed among the extra arguments (which set the
-    # reference the plan was solved from) cannot override a matched width.
-    arguments = [*extra, *variant.overrides(has_bidirectional)]
+    settings = variant_settings(task, variant.cell, variant.bidirectional, variant.sizes)
+    digest = config_digest(base)
     if result_path.is_file():
         earlier = json.loads(result_path.read_text(encoding="utf-8"))
-        if earlier.get("config") != str(config) or earlier.get("arguments") != arguments:
+        if earlier.get("config_digest") != digest or earlier.get("settings") != settings:
             raise SeqlitError(
-                f"{result_path} is a finished run of another setup (config {earlier.get('config')!r}, arguments "
-                f"{earlier.get('arguments')}); now: config {str(config)!r}, arguments {arguments}. Reusing it would "
-                "mix setups in one table: pass a new --out, or delete that folder to retrain it."
+                f"{result_path} is a finished run of another setup (settings {earlier.get('settings')}, config digest "
+                f"{earlier.get('config_digest')}); now: settings {settings}, digest {digest}. Reusing it would mix "
+                "setups in one table: pass a new --out, or delete that folder to retrain it."
             )
         return {**earlier, "reused": True}
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts over
+    config = copy.deepcopy(base)
+    for path, value in settings.items():
+        set_setting(config["model"]["init_args"], path, value)
     loggers: list[dict[str, Any]] = [{
         "class_path": "lightning.pytorch.loggers.CSVLogger",
         "init_args": {"save_dir": str(out / "runs"), "name": variant.name, "version": f"seed{seed}"},
@@ -192,12 +240,12 @@ def run_variant_seed(
             "init_args": {"project": wandb_project, "group": out.name, "name": f"{variant.name}-seed{seed}",
                           "save_dir": str(out), "tags": [variant.name, f"seed{seed}"]},
         })
+    config["seed_everything"] = seed
+    config["test_after_fit"] = True
+    config["trainer"] = {**config.get("trainer", {}), "logger": loggers, "enable_progress_bar": False,
+                         "enable_model_summary": False}
     started = time.perf_counter()
-    cli = _TimedCLI(args=[
-        "fit", "--config", config, "--seed_everything", str(seed), "--test_after_fit", "true",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.logger", json.dumps(loggers), *arguments,
-    ])
+    cli = fit(config)
     seconds = time.perf_counter() - started
     if wandb_project:
         import wandb
@@ -212,8 +260,8 @@ def run_variant_seed(
     result = {
         "variant": variant.name,
         "seed": seed,
-        "config": str(config),
-        "arguments": arguments,
+        "config_digest": digest,
+        "settings": settings,
         "n_params": variant.n_params,
         "sizes": variant.sizes,
         "metric": metric,
@@ -229,6 +277,11 @@ def run_variant_seed(
     temporary.write_text(json.dumps(result, indent=2), encoding="utf-8")
     os.replace(temporary, result_path)  # a result file is complete or absent, never half written
     return {**result, "reused": False}
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """A short hash of a resolved config, so a rerun can tell a finished run of the same setup."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _metric_of(tested: dict[str, Any]) -> str:
@@ -339,7 +392,7 @@ def _confidence_interval(values: list[float], level: float = 0.95) -> tuple[floa
 
 def write_report(out: Path, config: str, variants: list[Variant], results: list[dict[str, Any]]) -> Path:
     metric, rows = summarise(variants, results)
-    hidden = ("test", "val_curve", "reused", "config", "arguments")
+    hidden = ("test", "val_curve", "reused", "config_digest", "settings")
     per_run = [{k: v for k, v in r.items() if k not in hidden} | r["test"] for r in results]
     for row in per_run:
         row["sizes"] = " ".join(f"{k}={v}" for k, v in row["sizes"].items())
@@ -398,40 +451,46 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(count))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="seqlit compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="the recipe to compare variants of")
-    parser.add_argument("--variants", default="gru,lstm",
-                        help="comma-separated: gru, lstm, bigru, bilstm (the first is the reference)")
-    parser.add_argument("--seeds", default="5", help="a count (5 -> seeds 0..4) or a list (0,3,7)")
-    parser.add_argument("--out", default=None, help="output folder (default runs/compare_<config name>)")
-    parser.add_argument("--tolerance", type=float, default=0.02, help="largest relative parameter-count gap")
-    parser.add_argument("--wandb_project", default=None, help="also log each run to W&B, grouped by the output folder")
-    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    names = [name.strip() for name in args.variants.split(",") if name.strip()]
+def run_compare(cli: Any, fit_cli: type) -> int:
+    """`seqlit compare`: plans the variants from the CLI's instantiated model, trains every (variant, seed)
+    with `fit_cli` (a SeqlitCLI that times its fit), writes the report; returns the exit code."""
+    options = cli.config["compare"]
+    names = [name.strip() for name in options.variants.split(",") if name.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
-        raise SeqlitError(f"--variants needs at least two different variants, got {args.variants!r}.")
-    seeds = parse_seeds(args.seeds)
-    out = Path(args.out or f"runs/compare_{Path(args.config).stem}")
+        raise SeqlitError(f"--variants needs at least two different variants, got {options.variants!r}.")
+    seeds = parse_seeds(options.seeds)
+    config_files = [str(path) for path in (options.get("config") or []) if path is not None]
+    title = Path(config_files[-1]).name if config_files else type(cli.model).__name__
+    out = Path(options.out or f"runs/compare_{Path(title).stem}")
     out.mkdir(parents=True, exist_ok=True)
-    with quiet_lightning():
-        reference = SeqlitCLI(args=["--config", args.config, *extra], run=False)
-        variants = plan_variants(reference.model, names, args.tolerance)
-        has_bidirectional = "bidirectional" in reference.model.hparams
-        (out / "plan.json").write_text(json.dumps([asdict(v) for v in variants], indent=2), encoding="utf-8")
+    base = _fit_config(cli)
+    variants = plan_variants(cli.model, names, options.tolerance)
+    (out / "plan.json").write_text(json.dumps([asdict(v) for v in variants], indent=2), encoding="utf-8")
+    for variant in variants:
+        print(f"seqlit compare: {variant.name}: {variant.sizes}, {variant.n_params:,} parameters "
+              f"({variant.n_params / variants[0].n_params - 1:+.2%})", flush=True)
+
+    def fit(config: dict[str, Any]) -> Any:
+        return fit_cli(args={"subcommand": "fit", "fit": config})
+
+    results = []
+    for seed in seeds:  # seed-major, so an interrupted compare still has paired runs to report
         for variant in variants:
-            print(f"seqlit compare: {variant.name}: {variant.sizes}, {variant.n_params:,} parameters "
-                  f"({variant.n_params / variants[0].n_params - 1:+.2%})", flush=True)
-        results = []
-        for seed in seeds:  # seed-major, so an interrupted compare still has paired runs to report
-            for variant in variants:
-                result = run_variant_seed(args.config, variant, seed, out, extra, has_bidirectional, args.wandb_project)
-                results.append(result)
-                status = "finished earlier, reused" if result["reused"] else f"{result['seconds']:.0f} s"
-                print(f"seqlit compare: {variant.name} seed {seed}: {result['metric']} "
-                      f"{result['test'][result['metric']]:.4f} ({status})", flush=True)
-        report = write_report(out, args.config, variants, results)
-        print(report.read_text(encoding="utf-8"))
-        print(f"seqlit compare: report in {report}, runs in {out / 'runs'}")
+            result = run_variant_seed(fit, base, type(cli.model), variant, seed, out, options.wandb_project)
+            results.append(result)
+            status = "finished earlier, reused" if result["reused"] else f"{result['seconds']:.0f} s"
+            print(f"seqlit compare: {variant.name} seed {seed}: {result['metric']} "
+                  f"{result['test'][result['metric']]:.4f} ({status})", flush=True)
+    report = write_report(out, title, variants, results)
+    print(report.read_text(encoding="utf-8"))
+    print(f"seqlit compare: report in {report}, runs in {out / 'runs'}")
     return 0
+
+
+def _fit_config(cli: Any) -> dict[str, Any]:
+    """The compare subcommand's resolved config as a plain `fit` config dict (compare's own options dropped)."""
+    dumped = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    config = dumped.get("compare", dumped)
+    for key in (*COMPARE_OPTIONS, "config", "__default_config__"):
+        config.pop(key, None)
+    return config

@@ -1,15 +1,14 @@
 """`seqlit doctor --config X.yaml`: what a run would do, before it spends hours doing it.
 
-Instantiates the config (model, data, trainer; no training) and prints which kernel each recurrent
-layer takes and why (fused cuDNN / oneDNN, packed or not, or a custom cell loop), the training
-loader's padding ratio next to what random batching would give, the precision and device, and the
-effective batch size; then warns about settings that silently fall off the fast path. Extra arguments
-(`--model.init_args.layer_norm true`) override the config as they would for `seqlit fit`.
+Given the config's instantiated model, data and trainer (no training), reports which kernel each recurrent
+layer takes and why (fused cuDNN / oneDNN, packed or per length segment, or a custom cell loop), the
+training loader's padding ratio next to what random batching would give, the precision and device, and the
+effective batch size; then warns about settings that silently fall off the fast path. Overrides
+(`--model.init_args.encoder.init_args.layer_norm true`) work as they do for `seqlit fit`.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,14 +17,11 @@ import torch
 from torch import nn
 
 from seqlit.callbacks.padding_ratio import random_batching_padding_ratio
-from seqlit.cli import SeqlitCLI, quiet_lightning
 from seqlit.data.bucketing import padding_ratio
 from seqlit.data.datamodules.loaders import resolve_num_workers
-from seqlit.nn.cells import LayerNormGRU, LayerNormLSTM, WeightDrop
+from seqlit.nn.dropout import WeightDrop
 from seqlit.nn.decoders import AttentionDecoder
 from seqlit.nn.encoders import RNNEncoder
-from seqlit.nn.forecasting import EncoderDecoderForecaster
-from seqlit.nn.language_model import RecurrentLanguageModel
 
 HIGH_PADDING = 0.3
 
@@ -51,26 +47,34 @@ class Diagnosis:
 
 def kernel_paths(model: nn.Module, device_type: str, diagnosis: Diagnosis) -> None:
     """One line per recurrent layer: the kernel it runs on and why; warnings for custom loops."""
-    owners = _recurrent_owners(model, device_type)
+    owners = _stepping_owners(model)
     for name, module in model.named_modules():
-        if isinstance(module, WeightDrop):
-            continue  # reported through the RNN it wraps
-        if isinstance(module, (LayerNormLSTM, LayerNormGRU)):
-            reason = "layer norm inside the cell" if module.layer_norm else "the explicit cell (layer_norm off)"
-            diagnosis.kernels.append(
-                f"{name}: custom {type(module).__name__} time-step loop ({reason}); not the fused kernel"
+        if isinstance(module, RNNEncoder):
+            how = owners.get(name) or (
+                "packed sequences: padded steps are skipped" if device_type == "cuda" else
+                "one call per length segment of the batch (oneDNN has no packed kernel): padded steps are skipped"
             )
+            directions = ", bidirectional" if module.bidirectional else ""
+            shape = f"({module.input_size}→{module.hidden_size}, layers={module.num_layers}{directions})"
+            if module.kind == "fused":
+                dropped = (f"; DropConnect p={module.weight_drop} on weight_hh passed into the kernel (fused path kept)"
+                           if module.weight_drop else "")
+                diagnosis.kernels.append(
+                    f"{name}: {_fused_kernel(module.rnn, device_type)} {type(module.rnn).__name__}{shape}, {how}{dropped}"
+                )
+                continue
+            reason = "layer norm inside the cell" if module.kind == "layer_norm" else f"the custom cell {module.cell_name}"
+            diagnosis.kernels.append(f"{name}: Python time-step loop over {reason} {shape}, per length segment")
             diagnosis.warnings.append(
                 f"{name} runs a Python loop over time steps because of {reason}: expect a fraction of the fused "
-                "kernel's throughput; set layer_norm: false to get the fused kernel back."
+                "kernel's throughput" + ("; set layer_norm: false to get the fused kernel back." if module.kind ==
+                                        "layer_norm" else ".")
             )
-        elif isinstance(module, (nn.LSTM, nn.GRU)):
-            kind = f"{type(module).__name__}({module.input_size}→{module.hidden_size}, layers={module.num_layers}"
-            kind += ", bidirectional)" if module.bidirectional else ")"
-            how = owners.get(name, "padded batch: padding steps are computed")
-            dropped = _weight_drop_of(model, name)
-            extra = f"; DropConnect p={dropped} on weight_hh swapped in per forward (fused path kept)" if dropped else ""
-            diagnosis.kernels.append(f"{name}: {_fused_kernel(module, device_type)} {kind}, {how}{extra}")
+        elif isinstance(module, (nn.LSTM, nn.GRU)) and not name.endswith(".rnn"):
+            diagnosis.kernels.append(f"{name}: {_fused_kernel(module, device_type)} {type(module).__name__} "
+                                     f"(a plain torch module, padded steps included)")
+        elif isinstance(module, WeightDrop):
+            diagnosis.kernels.append(f"{name}: WeightDrop p={module.p} around {type(module.module).__name__}")
 
 
 def _fused_kernel(rnn: nn.LSTM | nn.GRU, device_type: str) -> str:
@@ -83,33 +87,22 @@ def _fused_kernel(rnn: nn.LSTM | nn.GRU, device_type: str) -> str:
     return "aten CPU kernel (input projection for all steps at once, one fused cell per step)"
 
 
-def _recurrent_owners(model: nn.Module, device_type: str) -> dict[str, str]:
-    """How each fused RNN is fed, from the seqlit module that owns it."""
+def _stepping_owners(model: nn.Module) -> dict[str, str]:
+    """How the recurrent layers inside decoders and language models are fed (no lengths: nothing to pack)."""
     owners: dict[str, str] = {}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
-        if isinstance(module, RNNEncoder):
-            owners[f"{prefix}rnn"] = (
-                "packed sequences: padded steps are skipped" if device_type == "cuda" else
-                "one call per length segment of the batch (oneDNN has no packed kernel): padded steps are skipped"
-            )
-        elif isinstance(module, AttentionDecoder):
-            how = ("one step per call (input feeding)" if module.input_feeding else
-                   "one call over the whole target when teacher-forced, one step per call when sampling/decoding")
-            owners[f"{prefix}rnn"] = how
-        elif isinstance(module, EncoderDecoderForecaster):
+        if isinstance(module, AttentionDecoder):
+            owners[f"{prefix}rnn"] = ("one step per call (input feeding)" if module.input_feeding else
+                                      "one call over the whole target when teacher-forced, one step per call when "
+                                      "sampling/decoding")
+        elif hasattr(module, "decoder") and isinstance(getattr(module, "decoder"), RNNEncoder):
             owners[f"{prefix}decoder"] = "one call over the horizon when fully teacher-forced, else one step per call"
-        elif isinstance(module, RecurrentLanguageModel):
-            for index in range(len(module.layers)):
-                for suffix in ("", ".module"):  # bare, or wrapped in WeightDrop
-                    owners[f"{prefix}layers.{index}{suffix}"] = "unpadded token streams (nothing to pack)"
+        elif isinstance(getattr(module, "layers", None), nn.ModuleList):
+            for index, layer in enumerate(module.layers):
+                if isinstance(layer, RNNEncoder):
+                    owners[f"{prefix}layers.{index}"] = "unpadded token streams, one call per chunk (nothing to pack)"
     return owners
-
-
-def _weight_drop_of(model: nn.Module, rnn_name: str) -> float | None:
-    parent_name = rnn_name.rsplit(".", 1)[0] if "." in rnn_name else ""
-    parent = dict(model.named_modules()).get(parent_name)
-    return float(parent.p) if isinstance(parent, WeightDrop) and parent.p > 0 else None
 
 
 def padding(datamodule: Any, diagnosis: Diagnosis) -> None:
@@ -141,9 +134,8 @@ def padding(datamodule: Any, diagnosis: Diagnosis) -> None:
         )
 
 
-def run_settings(cli: SeqlitCLI, diagnosis: Diagnosis) -> str:
+def run_settings(trainer: Any, datamodule: Any, model: nn.Module, diagnosis: Diagnosis) -> str:
     """Device, precision, effective batch size, loader workers, clipping; returns the device type."""
-    trainer, datamodule, model = cli.trainer, cli.datamodule, cli.model
     device_type = "cuda" if trainer.accelerator.__class__.__name__.startswith("CUDA") else "cpu"
     precision = str(trainer.precision)
     diagnosis.facts.append(("device", f"{device_type} × {trainer.world_size} process(es)"))
@@ -171,45 +163,33 @@ def run_settings(cli: SeqlitCLI, diagnosis: Diagnosis) -> str:
     if precision.startswith("64"):
         diagnosis.warnings.append("precision 64-true: no fused float64 RNN kernels on GPU and half speed on CPU.")
     if device_type == "cuda" and precision.startswith(("16", "bf16")):
-        odd = sorted({m.hidden_size for m in model.modules() if isinstance(m, (nn.LSTM, nn.GRU)) and m.hidden_size % 8})
+        odd = sorted({m.hidden_size for m in model.modules() if isinstance(m, RNNEncoder) and m.hidden_size % 8})
         if odd:
             diagnosis.warnings.append(f"hidden sizes {odd} are not multiples of 8: cuDNN cannot use tensor cores for "
                                       "them in 16-bit precision.")
     if device_type == "cuda" and workers == 0:
         diagnosis.warnings.append("data.num_workers is 0 on a GPU: batches are built between steps while the GPU "
                                   "waits; leave num_workers unset (automatic) or set 2-4.")
-    teacher_forcing = getattr(model, "hparams", {}).get("teacher_forcing")
-    if teacher_forcing not in (None, "constant"):
-        diagnosis.facts.append(("decoder", f"scheduled sampling ({teacher_forcing}): the decoder runs step by step in "
+    schedule = getattr(model, "teacher_forcing", None)
+    kind = getattr(schedule, "kind", "constant")
+    if kind != "constant" and hasattr(model, "decoder"):
+        diagnosis.facts.append(("decoder", f"scheduled sampling ({kind}): the decoder runs step by step in "
                                            "training, slower than one teacher-forced call"))
     return device_type
 
 
-def diagnose(arguments: list[str]) -> Diagnosis:
-    """Instantiates `seqlit fit` arguments without training and collects the findings."""
-    cli = SeqlitCLI(args=arguments, run=False)
+def diagnose(model: nn.Module, datamodule: Any, trainer: Any) -> Diagnosis:
+    """The findings for an instantiated config (model, data module, trainer), without training."""
     diagnosis = Diagnosis()
-    device_type = run_settings(cli, diagnosis)
-    kernel_paths(cli.model, device_type, diagnosis)
+    device_type = run_settings(trainer, datamodule, model, diagnosis)
+    kernel_paths(model, device_type, diagnosis)
     try:
-        cli.datamodule.setup("fit")
+        datamodule.setup("fit")
     except Exception as error:  # noqa: BLE001 - the doctor reports, it does not crash
         diagnosis.facts.append(("padding", f"not measured: the data module could not be set up ({error})"))
     else:
-        padding(cli.datamodule, diagnosis)
-    n_params = sum(p.numel() for p in cli.model.parameters())
-    diagnosis.facts.insert(0, ("model", f"{type(cli.model).__name__}, {n_params:,} parameters, "
-                                         f"{next(cli.model.parameters(), torch.empty(0)).dtype}"))
+        padding(datamodule, diagnosis)
+    n_params = sum(p.numel() for p in model.parameters())
+    diagnosis.facts.insert(0, ("model", f"{type(model).__name__}, {n_params:,} parameters, "
+                                         f"{next(model.parameters(), torch.empty(0)).dtype}"))
     return diagnosis
-
-
-def main(argv: list[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else argv
-    if not arguments or arguments[0] in ("-h", "--help"):
-        print(__doc__)
-        print("usage: seqlit doctor --config X.yaml [--key value ...]")
-        return 0
-    with quiet_lightning():
-        report = diagnose(arguments).render()
-    print(report)
-    return 0

@@ -34,14 +34,35 @@ class WarmupCosine:
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def warmup_cosine_scheduler(
-    optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05, min_lr_ratio: float = 0.0
-) -> LambdaLR:
-    """LambdaLR stepping once per optimizer step; warmup is `warmup_fraction` of all steps."""
-    if not 0.0 <= warmup_fraction < 1.0:
-        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
-    warmup_steps = int(round(warmup_fraction * total_steps))
-    return LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, min_lr_ratio))
+class WarmupCosineLR(LambdaLR):
+    """Linear warmup over `warmup_fraction` of `total_steps`, then cosine decay to `min_lr_ratio` x the base
+    LR, stepped once per optimizer step (seqlit's default schedule).
+
+    Left at `total_steps: null` in a config, seqlit's tasks fill in the trainer's estimate of the run's
+    optimizer steps (`trainer.estimated_stepping_batches`), as they do for any scheduler with a
+    `total_steps` argument (e.g. `torch.optim.lr_scheduler.OneCycleLR`). torch's own `SequentialLR` of
+    `LinearLR` and `CosineAnnealingLR` would do the same with two objects and an absolute floor; this one
+    keeps the floor relative to each group's LR and its whole state in one plain-data `state_dict`.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        total_steps: int | None = None,
+        warmup_fraction: float = 0.05,
+        min_lr_ratio: float = 0.01,
+        last_epoch: int = -1,
+    ) -> None:
+        if total_steps is None:
+            raise ValueError(
+                "WarmupCosineLR needs total_steps: seqlit's tasks pass the trainer's estimate; set it yourself when "
+                "you build the scheduler outside a task."
+            )
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        total_steps = max(1, int(total_steps))
+        warmup_steps = int(round(warmup_fraction * total_steps))
+        super().__init__(optimizer, WarmupCosine(total_steps, warmup_steps, min_lr_ratio), last_epoch=last_epoch)
 
 
 TeacherForcingKind = Literal["constant", "linear", "exponential", "inverse_sigmoid"]
@@ -97,6 +118,15 @@ class TeacherForcingSchedule:
         self.k = k
         self.c = c
         self.minimum = minimum
+
+    def to_config(self) -> dict[str, object]:
+        """This schedule as a plain-data `{class_path, init_args}` spec (for checkpoints' hyperparameters)."""
+        init_args = {"kind": self.kind, "minimum": self.minimum}
+        if self.kind != "constant":
+            init_args["k"] = self.k
+        if self.kind == "linear":
+            init_args["c"] = self.c
+        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": init_args}
 
     def __call__(self, step: int) -> float:
         if step < 0:

@@ -27,10 +27,14 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _audit(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
+    """Exit code, stdout and stderr of `seqlit audit <arguments>`."""
+    try:
         main(["audit", *arguments])
+        code = 0
+    except SystemExit as exit_info:
+        code = int(exit_info.code or 0)
     captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
+    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)

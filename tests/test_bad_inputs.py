@@ -29,6 +29,7 @@ from seqlit.data.datamodules.language_model import LanguageModelDataModule
 from seqlit.data.datamodules.seq2seq import Seq2SeqDataModule
 from seqlit.data.splits import EmptySplitError
 from seqlit.errors import CheckpointMismatchError, DataError
+from tests.builders import language_model
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -186,7 +187,7 @@ def _lm_tokenizer_mismatch(tmp: Path) -> Callable[[], Any]:
     def build() -> None:
         old = language_model(_text(tmp / "old.txt", "the cat sat on the mat\n" * 30))().tokenizer_state
         new = language_model(_text(tmp / "new.txt", "0123456789 digits only\n" * 30))().tokenizer_state
-        model = LanguageModel(tokenizer=new, embedding_size=8, hidden_size=8, num_layers=1)
+        model = language_model(new, embedding_size=8, hidden_size=8, num_layers=1)
         model.on_load_checkpoint({"hyper_parameters": {"tokenizer": old}, "state_dict": {}})
 
     return build

@@ -65,10 +65,18 @@ def test_wandb_logger_config_runs_offline_with_our_metrics(monkeypatch: pytest.M
 
 def test_config_typo_names_the_closest_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(JV_GRU), "--model.init_args.hiden_size", "32"])
+        main(["fit", "--config", str(JV_GRU), "--model.init_args.encoder.init_args.hiden_size", "32"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "hiden_size" in err and "hidden_size" in err
+    assert err.startswith("seqlit: error: RNNEncoder (encoder) has no option 'hiden_size'. Did you mean 'hidden_size'")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_setting_of_a_part_given_to_the_task_names_the_full_key(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(JV_GRU), "--model.init_args.hidden_size", "32"])
+    err = capsys.readouterr().err
+    assert "it is a setting of its encoder; use --model.init_args.encoder.init_args.hidden_size" in err
 
 
 def test_missing_data_file_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,8 +168,9 @@ def test_g2p_fit_then_predict_a_word_list_and_refuse_another_vocabulary(
 LM_CHAR = REPO / "configs/lm_pydoc_char.yaml"
 LM_TINY = [
     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2",
-    "--trainer.limit_test_batches", "2", "--model.init_args.hidden_size", "32", "--model.init_args.embedding_size",
-    "16", "--model.init_args.num_layers", "2", "--model.init_args.sample_length", "40", "--data.init_args.bptt", "20",
+    "--trainer.limit_test_batches", "2", "--model.init_args.network.init_args.hidden_size", "32",
+    "--model.init_args.network.init_args.embedding_size", "16", "--model.init_args.network.init_args.num_layers", "2",
+    "--model.init_args.sample_length", "40", "--data.init_args.bptt", "20",
 ]
 
 
@@ -197,11 +206,16 @@ def test_default_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert default_precision() == "32-true"
+    asked: list[int] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: asked.append(device) or (8, 0))
+    monkeypatch.setenv("LOCAL_RANK", "1")
     assert default_precision() == "bf16-mixed"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert asked == [1]  # this process's own GPU, not device 0
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (7, 5))
     assert default_precision() == "16-mixed"
+    assert default_precision("cpu") == "32-true"
 
 
 def test_ckpt_path_last_resumes_the_newest_run_across_log_versions() -> None:

@@ -10,11 +10,9 @@ import pytest
 from seqlit import compare
 from seqlit.cli import main
 from seqlit.errors import SeqlitError
-from seqlit.tasks.classifier import SequenceClassifier
-from seqlit.tasks.forecaster import Forecaster
-from seqlit.tasks.language_model import LanguageModel
-from seqlit.tasks.seq2seq import Seq2SeqModel
+from seqlit.cli import app
 from seqlit.types import SPECIAL_TOKENS
+from tests.builders import classifier, forecaster, language_model, seq2seq
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2"]
@@ -26,10 +24,10 @@ TINY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--tr
 def test_solver_matches_a_gru_reference_within_two_percent(cell: str, num_layers: int, bidirectional: bool) -> None:
     # A 1-layer GRU of 256 units (~210k parameters); the deepest variant lands near 60 units, where one unit
     # of width is ~3% of the count, so the closest width is always within 2% (not so at 64 units).
-    target = compare.count_parameters(SequenceClassifier(12, 9, cell="gru", hidden_size=256, bidirectional=False))
+    target = compare.count_parameters(classifier(12, 9, cell="gru", hidden_size=256, bidirectional=False))
 
     def build(sizes: dict[str, int]) -> SequenceClassifier:
-        return SequenceClassifier(12, 9, cell=cell, num_layers=num_layers, bidirectional=bidirectional, **sizes)
+        return classifier(12, 9, cell=cell, num_layers=num_layers, bidirectional=bidirectional, **sizes)
 
     sizes, n_params = compare.solve_sizes(build, {"hidden_size": 256}, target)
     assert n_params == compare.count_parameters(build(sizes))
@@ -41,24 +39,23 @@ def test_solver_matches_a_gru_reference_within_two_percent(cell: str, num_layers
 
 def test_plan_scales_every_width_of_a_seq2seq_model_together() -> None:
     tokens = list(SPECIAL_TOKENS) + list("abcdefghij")
-    model = Seq2SeqModel(tokens, tokens, cell="lstm", encoder_hidden_size=64, decoder_hidden_size=128,
-                         embedding_size=32)
+    model = seq2seq(tokens, tokens, cell="lstm", encoder_hidden_size=64, decoder_hidden_size=128, embedding_size=32)
     lstm, bigru = compare.plan_variants(model, ["lstm", "bigru"])
-    assert lstm.sizes == {"encoder_hidden_size": 64, "decoder_hidden_size": 128}
+    assert lstm.sizes == {"encoder.hidden_size": 64, "decoder.hidden_size": 128}
     assert abs(bigru.n_params - lstm.n_params) / lstm.n_params <= 0.02
-    ratio = bigru.sizes["decoder_hidden_size"] / bigru.sizes["encoder_hidden_size"]
+    ratio = bigru.sizes["decoder.hidden_size"] / bigru.sizes["encoder.hidden_size"]
     assert ratio == pytest.approx(2.0, abs=0.05)  # proportions kept
 
 
 def test_plan_works_for_forecasters_and_refuses_what_cannot_be_compared() -> None:
-    gru, lstm = compare.plan_variants(Forecaster(1, 6, hidden_size=64), ["gru", "lstm"])
-    assert abs(lstm.n_params - gru.n_params) / gru.n_params <= 0.02 and lstm.sizes["hidden_size"] < 64
-    language_model = LanguageModel({"kind": "char", "tokens": list(SPECIAL_TOKENS) + list("abc")}, hidden_size=32,
-                                   embedding_size=16, num_layers=2)
+    gru, lstm = compare.plan_variants(forecaster(1, 6, hidden_size=64), ["gru", "lstm"])
+    assert abs(lstm.n_params - gru.n_params) / gru.n_params <= 0.02 and lstm.sizes["network.hidden_size"] < 64
+    tokenizer = {"kind": "char", "tokens": list(SPECIAL_TOKENS) + list("abc")}
+    two_layers = language_model(tokenizer, hidden_size=32, embedding_size=16, num_layers=2)
     with pytest.raises(SeqlitError, match="no `bidirectional` option"):
-        compare.plan_variants(language_model, ["lstm", "bigru"])
-    one_tied_layer = LanguageModel({"kind": "char", "tokens": list(SPECIAL_TOKENS) + list("abc")}, hidden_size=32,
-                                   embedding_size=16, num_layers=1, tie_weights=True, cell="gru")
+        compare.plan_variants(two_layers, ["lstm", "bigru"])
+    one_tied_layer = language_model(tokenizer, hidden_size=32, embedding_size=16, num_layers=1, tie_weights=True,
+                                    cell="gru")
     with pytest.raises(SeqlitError, match="changes the count by 0.0%"):  # a tied single layer is embedding-sized
         compare.plan_variants(one_tied_layer, ["gru", "lstm"])
     with pytest.raises(SeqlitError, match="unknown variant 'rnn'"):
@@ -90,16 +87,16 @@ def test_interrupted_compare_resumes_without_retraining_finished_runs(
     trained: list[str] = []
     widths: dict[str, int] = {}
 
-    class CountingCLI(compare._TimedCLI):
+    class CountingCLI(app.TimedFitCLI):
         def before_fit(self) -> None:
-            model_arguments = self.config["fit"]["model"]["init_args"]
-            trained.append(model_arguments["cell"])
-            widths[model_arguments["cell"]] = model_arguments["hidden_size"]
+            encoder = self.config["fit"]["model"]["init_args"]["encoder"]["init_args"]
+            trained.append(encoder["cell"])
+            widths[encoder["cell"]] = encoder["hidden_size"]
             super().before_fit()
 
-    monkeypatch.setattr(compare, "_TimedCLI", CountingCLI)
+    monkeypatch.setattr(app, "TimedFitCLI", CountingCLI)
     arguments = ["compare", "--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--variants", "gru,lstm",
-                 "--seeds", "2", "--out", "out", *TINY, "--model.init_args.hidden_size", "24"]
+                 "--seeds", "2", "--out", "out", *TINY, "--model.init_args.encoder.init_args.hidden_size", "24"]
     finished = compare.run_variant_seed
 
     def interrupted_after_three(*args: object, **kwargs: object) -> dict[str, object]:
@@ -119,9 +116,7 @@ def test_interrupted_compare_resumes_without_retraining_finished_runs(
     (tmp_path / "out/runs/lstm/seed1/metrics.csv").write_text("half a file")  # the killed run's leftovers
 
     monkeypatch.setattr(compare, "run_variant_seed", finished)
-    with pytest.raises(SystemExit) as exit_info:
-        main(arguments)
-    assert exit_info.value.code == 0
+    main(arguments)
     assert trained == ["gru", "lstm", "gru", "lstm"]  # only the unfinished run trained again
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in before.items())
     report = (tmp_path / "out/report.md").read_text()
@@ -129,16 +124,34 @@ def test_interrupted_compare_resumes_without_retraining_finished_runs(
     assert (tmp_path / "out/val_curves.png").stat().st_size > 10_000
     plan = json.loads((tmp_path / "out/plan.json").read_text())
     assert abs(plan[1]["n_params"] - plan[0]["n_params"]) / plan[0]["n_params"] <= 0.02
-    # A width among the extra arguments sets the reference; it never overrides a matched width.
-    assert widths == {"gru": 24, "lstm": plan[1]["sizes"]["hidden_size"]} and plan[1]["sizes"]["hidden_size"] < 24
+    # A width among the flags sets the reference; it never overrides a matched width.
+    matched = plan[1]["sizes"]["encoder.hidden_size"]
+    assert widths == {"gru": 24, "lstm": matched} and matched < 24
     result = json.loads((tmp_path / "out/runs/lstm/seed1/result.json").read_text())
     assert result["seed"] == 1 and result["sizes"] == plan[1]["sizes"] and len(result["val_curve"]) == 2
 
 
 def test_a_finished_run_of_another_setup_is_not_reused(tmp_path: Path) -> None:
-    variant = compare.Variant("gru", "gru", False, {"hidden_size": 64}, 1000)
+    variant = compare.Variant("gru", "gru", False, {"encoder.hidden_size": 64}, 1000)
     run_dir = tmp_path / "runs" / "gru" / "seed0"
     run_dir.mkdir(parents=True)
-    (run_dir / "result.json").write_text(json.dumps({"config": "a.yaml", "arguments": ["--trainer.max_epochs", "1"]}))
+    settings = compare.variant_settings(classifier(2, 2).__class__, "gru", False, variant.sizes)
+    base = {"trainer": {"max_epochs": 5}, "model": {"init_args": {}}}
+    (run_dir / "result.json").write_text(json.dumps({"config_digest": compare.config_digest({"trainer": {"max_epochs": 1}}),
+                                                     "settings": settings}))
+
+    def never(config: dict) -> None:
+        raise AssertionError("a run of another setup must not be retrained over silently")
+
     with pytest.raises(SeqlitError, match="another setup"):
-        compare.run_variant_seed("a.yaml", variant, 0, tmp_path, ["--trainer.max_epochs", "5"], has_bidirectional=True)
+        compare.run_variant_seed(never, base, classifier(2, 2).__class__, variant, 0, tmp_path)
+
+
+def test_settings_by_dotted_path_step_into_parts() -> None:
+    hparams = {"encoder": {"class_path": "seqlit.nn.RNNEncoder", "init_args": {"hidden_size": 8}}}
+    assert compare.get_setting(hparams, "encoder.hidden_size") == 8
+    assert compare.get_setting(hparams, "encoder.num_layers") == 1  # the class's default
+    compare.set_setting(hparams, "encoder.cell", "lstm")
+    assert hparams["encoder"]["init_args"] == {"hidden_size": 8, "cell": "lstm"}
+    with pytest.raises(SeqlitError, match="no setting 'decoder.hidden_size'"):
+        compare.get_setting(hparams, "decoder.hidden_size")

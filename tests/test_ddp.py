@@ -43,10 +43,7 @@ from seqlit.data.datamodules import (
     Seq2SeqDataModule,
     SequenceClassificationDataModule,
 )
-from seqlit.tasks.classifier import SequenceClassifier
-from seqlit.tasks.forecaster import Forecaster
-from seqlit.tasks.language_model import LanguageModel
-from seqlit.tasks.seq2seq import Seq2SeqModel
+from tests.builders import classifier, forecaster, language_model, seq2seq
 
 pytestmark = pytest.mark.ddp
 
@@ -161,7 +158,7 @@ def _classification(workdir: Path, world_size: int) -> tuple[pl.LightningDataMod
         dataset="long_format", train_path=str(workdir / "sequences.csv"), predict_path=str(workdir / "sequences.csv"),
         val_fraction=0.15, test_fraction=0.15, batch_size=8,
     )
-    return data, SequenceClassifier(data.n_features, data.n_classes, data.classes, hidden_size=8)
+    return data, classifier(data.n_features, data.n_classes, data.classes, hidden_size=8)
 
 
 def _seq2seq(workdir: Path, world_size: int) -> tuple[pl.LightningDataModule, pl.LightningModule]:
@@ -169,8 +166,8 @@ def _seq2seq(workdir: Path, world_size: int) -> tuple[pl.LightningDataModule, pl
         dataset="pronunciation_file", train_path=str(workdir / "dictionary.txt"),
         predict_path=str(workdir / "words.txt"), val_fraction=0.1, test_fraction=0.1, batch_size=16, eval_batch_size=4,
     )
-    model = Seq2SeqModel(data.source_tokens, data.target_tokens, embedding_size=8, encoder_hidden_size=8,
-                         encoder_layers=1, decoder_hidden_size=16, beam_size=2, max_decode_length=12)
+    model = seq2seq(data.source_tokens, data.target_tokens, embedding_size=8, encoder_hidden_size=8,
+                    encoder_layers=1, decoder_hidden_size=16, beam_size=2, max_decode_length=12)
     return data, model
 
 
@@ -180,14 +177,14 @@ def _language_model(workdir: Path, world_size: int) -> tuple[pl.LightningDataMod
         eval_batch_size=LM_EVAL_STREAMS * WORLD_SIZE // world_size, bptt=25, val_fraction=0.1, test_fraction=0.1,
         prompts=["line 0", "line 1", "li"],
     )
-    model = LanguageModel(data.tokenizer_state, embedding_size=8, hidden_size=8, num_layers=2, sample_length=8)
+    model = language_model(data.tokenizer_state, embedding_size=8, hidden_size=8, num_layers=2, sample_length=8)
     return data, model
 
 
 def _forecasting(workdir: Path, world_size: int) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     data = ForecastingDataModule(dataset="long_format", path=str(workdir / "panel.csv"), horizon=3, scaling="series",
                                  batch_size=32)
-    return data, Forecaster(data.n_features, data.horizon, data.seasonality, hidden_size=8)
+    return data, forecaster(data.n_features, data.horizon, data.seasonality, hidden_size=8)
 
 
 Build = Callable[[Path, int], tuple[pl.LightningDataModule, pl.LightningModule]]  # (data dir, world size)
@@ -352,7 +349,7 @@ def _accumulation_samples() -> list[Sample]:
 
 def _accumulated_step(rank: int, workdir: Path) -> None:
     torch.manual_seed(0)
-    model = SequenceClassifier(n_features=4, n_classes=3, dropout=0.0)
+    model = classifier(4, 3, dropout=0.0)
     probe = _GradProbe()
     trainer = _ddp_trainer(workdir, [probe], max_steps=1, accumulate_grad_batches=2, use_distributed_sampler=False,
                            limit_val_batches=0)
@@ -364,7 +361,7 @@ def _accumulated_step(rank: int, workdir: Path) -> None:
 def test_two_rank_accumulated_step_equals_one_process_step_on_the_union(tmp_path: Path) -> None:
     run_on_two_ranks(_accumulated_step, tmp_path)
     torch.manual_seed(0)
-    model = SequenceClassifier(n_features=4, n_classes=3, dropout=0.0)
+    model = classifier(4, 3, dropout=0.0)
     probe = _GradProbe()
     union = [i for micro_batches in RANK_MICRO_BATCHES for batch in micro_batches for i in batch]
     loader = DataLoader(_accumulation_samples(), batch_sampler=[union], collate_fn=SequenceCollator())
@@ -381,14 +378,14 @@ def test_two_rank_accumulated_step_equals_one_process_step_on_the_union(tmp_path
 def _resumable_classification(workdir: Path) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     data = SequenceClassificationDataModule(dataset="long_format", train_path=str(workdir / "sequences.csv"),
                                             val_fraction=0.15, test_fraction=0.15, batch_size=8)
-    return data, SequenceClassifier(data.n_features, data.n_classes, data.classes, hidden_size=8, dropout=0.3)
+    return data, classifier(data.n_features, data.n_classes, data.classes, hidden_size=8, dropout=0.3)
 
 
 def _resumable_language_model(workdir: Path) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     data = LanguageModelDataModule(corpus="files", paths=[str(workdir / "corpus.txt")], batch_size=2,
                                    eval_batch_size=2, bptt=40, val_fraction=0.1, test_fraction=0.1)
     # Dropout everywhere, so the resumed run matches only with this rank's own generator states.
-    return data, LanguageModel(data.tokenizer_state, embedding_size=8, hidden_size=8, num_layers=2)
+    return data, language_model(data.tokenizer_state, embedding_size=8, hidden_size=8, num_layers=2)
 
 
 RESUMABLE: dict[str, Callable[[Path], tuple[pl.LightningDataModule, pl.LightningModule]]] = {

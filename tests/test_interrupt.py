@@ -47,8 +47,7 @@ def _fit(root: Path, extra: list[pl.Callback], ckpt_path: str | None = None, acc
          batches: int = BATCHES_PER_EPOCH):
     pl.seed_everything(7)
     datamodule = SequenceClassificationDataModule(batch_size=16, sampler_seed=3)
-    model = SequenceClassifier(datamodule.n_features, datamodule.n_classes, datamodule.classes,
-                               hidden_size=16, dropout=0.3)
+    model = classifier(datamodule.n_features, datamodule.n_classes, datamodule.classes, hidden_size=16, dropout=0.3)
     callbacks = [RNGStateCheckpoint(), SafeCheckpointing(), *extra,
                  ModelCheckpoint(dirpath=root, every_n_train_steps=4, save_last=True)]
     trainer = pl.Trainer(
@@ -205,7 +204,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from seqlit.callbacks.rng_state import RNGStateCheckpoint
 from seqlit.callbacks.safe_checkpointing import SafeCheckpointing
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
-from seqlit.tasks.classifier import SequenceClassifier
+from tests.builders import classifier
 
 class CtrlCOnRankOne(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -214,7 +213,7 @@ class CtrlCOnRankOne(pl.Callback):
 
 pl.seed_everything(7)
 datamodule = SequenceClassificationDataModule(batch_size=16, sampler_seed=3)
-model = SequenceClassifier(datamodule.n_features, datamodule.n_classes, datamodule.classes, hidden_size=16)
+model = classifier(datamodule.n_features, datamodule.n_classes, datamodule.classes, hidden_size=16)
 trainer = pl.Trainer(
     accelerator="cpu", devices=2, strategy="ddp", use_distributed_sampler=False, max_epochs=2,
     limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_progress_bar=False,

@@ -24,24 +24,25 @@ SHORT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--t
          "--trainer.limit_test_batches", "1", "--test_after_fit", "false", *QUIET]
 TEXT = "def add(a, b):\n    return a + b\n\nThe with statement wraps a block.\n" * 40
 TINY_LM = ["--data.init_args.corpus", "files", "--data.init_args.batch_size", "4",
-           "--data.init_args.eval_batch_size", "2", "--data.init_args.bptt", "16", "--model.init_args.hidden_size", "16",
-           "--model.init_args.embedding_size", "16", "--model.init_args.num_layers", "1",
+           "--data.init_args.eval_batch_size", "2", "--data.init_args.bptt", "16",
+           "--model.init_args.network.init_args.hidden_size", "16",
+           "--model.init_args.network.init_args.embedding_size", "16", "--model.init_args.network.init_args.num_layers", "1",
            "--model.init_args.sample_length", "10"]
 
 
 def _task_arguments(task: str, root: Path) -> list[str]:
     """A couple of training steps of `task` on tiny data, through its bundled config."""
     if task == "classifier":
-        return ["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--model.init_args.hidden_size", "16"]
+        return ["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--model.init_args.encoder.init_args.hidden_size", "16"]
     if task == "classifier_lstm":
-        return ["--config", str(REPO / "configs/japanese_vowels_lstm.yaml"), "--model.init_args.hidden_size", "16"]
+        return ["--config", str(REPO / "configs/japanese_vowels_lstm.yaml"), "--model.init_args.encoder.init_args.hidden_size", "16"]
     if task == "seq2seq":
         dictionary = root / "tiny.dict"
         dictionary.write_text(_small_dictionary(_numbered_words(40)), encoding="utf-8")
         return ["--config", str(REPO / "configs/g2p_cmudict_small.yaml"), "--data.init_args.dataset",
                 "pronunciation_file", "--data.init_args.train_path", str(dictionary), "--data.init_args.val_fraction",
                 "0.1", "--data.init_args.test_fraction", "0.1", "--data.init_args.batch_size", "8",
-                "--model.init_args.encoder_hidden_size", "16", "--model.init_args.decoder_hidden_size", "16",
+                "--model.init_args.encoder.init_args.hidden_size", "16", "--model.init_args.decoder.init_args.hidden_size", "16",
                 "--model.init_args.beam_size", "2"]
     if task in ("lm_char", "lm_bpe"):
         corpus = root / "corpus.txt"
@@ -55,7 +56,7 @@ def _task_arguments(task: str, root: Path) -> list[str]:
         return ["--config", str(REPO / "configs/m1_yearly_gru.yaml"), "--data.init_args.dataset", "long_format",
                 "--data.init_args.path", str(panel), "--data.init_args.horizon", "3", "--data.init_args.scaling",
                 "series", "--data.init_args.covariate_columns", "[promo]", "--data.init_args.batch_size", "8",
-                "--model.init_args.hidden_size", "16"]
+                "--model.init_args.network.init_args.hidden_size", "16"]
     raise AssertionError(task)
 
 
@@ -158,11 +159,12 @@ def test_checkpoint_settings_replace_the_config_and_say_so(
     checkpoint tested with the LSTM config tests the GRU, and one line names what was replaced."""
     checkpoint, _, _ = fitted("classifier")  # a GRU with 16 units
     monkeypatch.chdir(tmp_path)
-    cli = SeqlitCLI(args=["test", *_task_arguments("classifier_lstm", tmp_path), "--model.init_args.hidden_size",
+    cli = SeqlitCLI(args=["test", *_task_arguments("classifier_lstm", tmp_path), "--model.init_args.encoder.init_args.hidden_size",
                           "32", "--ckpt_path", str(checkpoint), "--trainer.limit_test_batches", "1", *QUIET])
-    assert cli.model.hparams.cell == "gru" and cli.model.hparams.hidden_size == 16
+    encoder = cli.model.hparams.encoder["init_args"]
+    assert encoder["cell"] == "gru" and encoder["hidden_size"] == 16
     notice = next(line for line in capsys.readouterr().err.splitlines() if "from the checkpoint replace" in line)
-    assert "cell='gru' (config: 'lstm')" in notice and "hidden_size=16 (config: 32)" in notice
+    assert "encoder.cell='gru' (config: 'lstm')" in notice and "encoder.hidden_size=16 (config: 32)" in notice
 
 
 def test_last_checkpoint_of_another_size_is_one_error_line(
@@ -174,11 +176,11 @@ def test_last_checkpoint_of_another_size_is_one_error_line(
     monkeypatch.chdir(checkpoint.parents[4])  # <root>/runs/<name>/version_0/checkpoints/last.ckpt
     size = checkpoint.stat().st_size
     with pytest.raises(SystemExit) as exit_info:
-        main(["test", *arguments, "--model.init_args.hidden_size", "32", "--ckpt_path", "last", *QUIET])
+        main(["test", *arguments, "--model.init_args.encoder.init_args.hidden_size", "32", "--ckpt_path", "last", *QUIET])
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("seqlit: error:")]
     assert len(errors) == 1 and "is for another model" in errors[0]
-    assert "hidden_size=16 (this config: 32)" in errors[0] and "of another shape" in errors[0]
+    assert "encoder.hidden_size=16 (this config: 32)" in errors[0] and "of another shape" in errors[0]
     assert "Fix: use the config the checkpoint was trained with" in errors[0]
     assert checkpoint.stat().st_size == size
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from seqlit.schedules import WarmupCosine, warmup_cosine_scheduler
+from seqlit.schedules import WarmupCosine, WarmupCosineLR
 
 
 def test_warmup_is_linear_then_cosine_reaches_floor() -> None:
@@ -19,13 +19,13 @@ def test_warmup_is_linear_then_cosine_reaches_floor() -> None:
 def test_scheduler_state_round_trips_for_resume() -> None:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=1.0)
-    scheduler = warmup_cosine_scheduler(optimizer, total_steps=50, warmup_fraction=0.1)
+    scheduler = WarmupCosineLR(optimizer, total_steps=50, warmup_fraction=0.1)
     for _ in range(7):
         optimizer.step()
         scheduler.step()
     state = scheduler.state_dict()
     fresh_optimizer = torch.optim.SGD([param], lr=1.0)
-    fresh = warmup_cosine_scheduler(fresh_optimizer, total_steps=50, warmup_fraction=0.1)
+    fresh = WarmupCosineLR(fresh_optimizer, total_steps=50, warmup_fraction=0.1)
     fresh.load_state_dict(state)
     assert fresh.last_epoch == 7
     assert fresh.get_last_lr() == scheduler.get_last_lr()
@@ -35,7 +35,9 @@ def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(ValueError, match="warmup_steps"):
         WarmupCosine(total_steps=10, warmup_steps=11)
     with pytest.raises(ValueError, match="warmup_fraction"):
-        warmup_cosine_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 1.5)
+        WarmupCosineLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 1.5)
+    with pytest.raises(ValueError, match="needs total_steps"):
+        WarmupCosineLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
 
 
 # --- TeacherForcingSchedule -------------------------------------------------------------------

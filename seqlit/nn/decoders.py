@@ -6,16 +6,23 @@ H_e encoder output size (D*H of the encoder), V target vocabulary, K beam size, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Union
 
 import torch
 from torch import Tensor, nn
 
-from seqlit.nn.attention import Attention, AttentionKind
-from seqlit.nn.encoders import RNN_CLASSES, CellType
-from seqlit.nn.init import init_embedding_, init_linear_, init_recurrent_
+from seqlit.nn.attention import ATTENTION_KINDS, Attention, AttentionKind
+from seqlit.nn.cell_layer import CellSpec
+from seqlit.nn.encoders import RNNEncoder
+from seqlit.nn.init import init_embedding_, init_linear_
+from seqlit.nn.protocol import State
+from seqlit.parts import build
 from seqlit.types import BOS_ID, EOS_ID, PAD_ID
+
+# (query_size, key_size) -> a module with project_keys(keys) and forward(query, keys, mask, projected_keys=)
+AttentionFactory = Callable[[int, int], nn.Module]
 
 SamplingMode = Literal["argmax", "sample"]
 
@@ -59,19 +66,17 @@ class Memory:
 class DecoderState:
     """Recurrent state between steps; `feed` is the previous attentional vector (input feeding)."""
 
-    hidden: Tensor  # (L, B, H)
-    cell: Tensor | None  # (L, B, H) for LSTM, None for GRU
+    rnn: State  # parts (L, B, S_k): (h,) for a GRU, (h, c) for an LSTM
     feed: Tensor  # (B, H), zeros before the first step
 
-    def rnn_state(self) -> Tensor | tuple[Tensor, Tensor]:
-        return self.hidden if self.cell is None else (self.hidden, self.cell)
+    @property
+    def hidden(self) -> Tensor:
+        return self.rnn[0]  # (L, B, H)
 
     def select(self, rows: Tensor) -> DecoderState:
         """Rows `rows` (N,) of the batch, e.g. to follow beams or repeat per beam."""
         return DecoderState(
-            hidden=self.hidden.index_select(1, rows),
-            cell=None if self.cell is None else self.cell.index_select(1, rows),
-            feed=self.feed.index_select(0, rows),
+            rnn=tuple(part.index_select(1, rows) for part in self.rnn), feed=self.feed.index_select(0, rows)
         )
 
 
@@ -97,14 +102,16 @@ class Hypotheses:
 
 
 class AttentionDecoder(nn.Module):
-    """GRU/LSTM decoder with attention over the encoder outputs (Luong et al. 2015).
+    """Recurrent decoder (any cell) with attention over the encoder outputs (Luong et al. 2015).
 
     Each step: h_t = RNN([emb(y_{t-1}); h~_{t-1}], h_{t-1}) (input feeding optional), context c_t from
     attention with query h_t, attentional vector h~_t = tanh(W [h_t; c_t]), logits = W_o h~_t.
     Without input feeding and with full teacher forcing, the whole target runs through the fused
     RNN kernel in one call and attention is batched over all steps (the fast path); otherwise the
     decoder steps one token at a time. The initial state comes from the encoder's final state
-    through a learned `bridge` (tanh(W s)), one per layer.
+    through learned bridges, one per state part: tanh(W s) for the hidden state, W s for the others (an
+    LSTM's cell state). `attention` is a kind (`dot`, `general`, `additive`) or a factory
+    `(query_size, key_size) -> module` with `seqlit.nn.attention.Attention`'s interface.
     """
 
     def __init__(
@@ -115,37 +122,36 @@ class AttentionDecoder(nn.Module):
         embedding_size: int = 128,
         hidden_size: int = 256,
         num_layers: int = 1,
-        cell: CellType = "lstm",
-        attention: AttentionKind = "general",
+        cell: CellSpec = "lstm",
+        layer_norm: bool = False,
+        attention: Union[AttentionKind, AttentionFactory] = "general",
         input_feeding: bool = True,
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        if cell not in RNN_CLASSES:
-            raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(RNN_CLASSES)}.")
         if vocab_size <= EOS_ID:
             raise ValueError(f"vocab_size must include the special tokens (> {EOS_ID}), got {vocab_size}")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
-        self.cell = cell
         self.input_feeding = input_feeding
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
         init_embedding_(self.embedding)
         rnn_input = embedding_size + (hidden_size if input_feeding else 0)
-        self.rnn = RNN_CLASSES[cell](
-            rnn_input, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
-        )
-        init_recurrent_(self.rnn)
-        self.bridge = nn.Linear(encoder_state_size, num_layers * hidden_size)
-        self.cell_bridge = nn.Linear(encoder_state_size, num_layers * hidden_size) if cell == "lstm" else None
-        self.attention = Attention(hidden_size, encoder_size, kind=attention)
+        self.rnn = RNNEncoder(rnn_input, hidden_size, num_layers=num_layers, cell=cell, layer_norm=layer_norm,
+                              dropout=dropout)
+        self.bridges = nn.ModuleList(nn.Linear(encoder_state_size, num_layers * size) for size in self.rnn.state_sizes)
+        if isinstance(attention, str):
+            if attention not in ATTENTION_KINDS:
+                raise ValueError(f"unknown attention {attention!r}; choose one of {list(ATTENTION_KINDS)} or a class.")
+            self.attention: nn.Module = Attention(hidden_size, encoder_size, kind=attention)
+        else:
+            self.attention = build(attention, hidden_size, encoder_size, what="attention")
         self.combine = nn.Linear(hidden_size + encoder_size, hidden_size, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden_size, vocab_size)
-        for layer in (self.bridge, self.cell_bridge, self.combine, self.output):
-            if layer is not None:
-                init_linear_(layer)
+        for layer in (*self.bridges, self.combine, self.output):
+            init_linear_(layer)
 
     # ---- setup -------------------------------------------------------------------------------------
     def memory(self, encoder_outputs: Tensor, source_mask: Tensor) -> Memory:
@@ -155,13 +161,13 @@ class AttentionDecoder(nn.Module):
     def initial_state(self, encoder_state: Tensor) -> DecoderState:
         """encoder_state (B, H_s): the encoder's final state (e.g. both directions of its top layer)."""
         batch = encoder_state.shape[0]
-        shape = (batch, self.num_layers, self.hidden_size)
-        hidden = torch.tanh(self.bridge(encoder_state)).view(shape).transpose(0, 1).contiguous()  # (L, B, H)
-        cell = None
-        if self.cell_bridge is not None:
-            cell = self.cell_bridge(encoder_state).view(shape).transpose(0, 1).contiguous()  # (L, B, H)
+        parts = []
+        for index, (bridge, size) in enumerate(zip(self.bridges, self.rnn.state_sizes)):
+            part = bridge(encoder_state)  # (B, L*S)
+            part = torch.tanh(part) if index == 0 else part
+            parts.append(part.view(batch, self.num_layers, size).transpose(0, 1).contiguous())  # (L, B, S)
         feed = encoder_state.new_zeros(batch, self.hidden_size)  # (B, H)
-        return DecoderState(hidden, cell, feed)
+        return DecoderState(tuple(parts), feed)
 
     # ---- one step ----------------------------------------------------------------------------------
     def step(self, tokens: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
@@ -169,13 +175,12 @@ class AttentionDecoder(nn.Module):
         embedded = self.dropout(self.embedding(tokens))  # (B, E)
         if self.input_feeding:
             embedded = torch.cat([embedded, state.feed], dim=-1)  # (B, E+H)
-        output, rnn_state = self.rnn(embedded.unsqueeze(1), state.rnn_state())  # (B, 1, H)
+        output, rnn_state = self.rnn(embedded.unsqueeze(1), None, state.rnn)  # (B, 1, H)
         query = output.squeeze(1)  # (B, H)
         context, weights = self.attention(query, memory.keys, memory.mask, projected_keys=memory.projected_keys)
         attentional = torch.tanh(self.combine(torch.cat([query, context], dim=-1)))  # (B, H)
         logits = self.output(self.dropout(attentional))  # (B, V)
-        hidden, cell = rnn_state if isinstance(rnn_state, tuple) else (rnn_state, None)
-        return logits, DecoderState(hidden, cell, attentional), weights
+        return logits, DecoderState(rnn_state, attentional), weights
 
     # ---- training ----------------------------------------------------------------------------------
     def forward(
@@ -223,7 +228,7 @@ class AttentionDecoder(nn.Module):
         Padding at the end of a target does not change earlier steps (the RNN is causal), so no packing.
         """
         embedded = self.dropout(self.embedding(target_inputs))  # (B, T, E)
-        outputs, _ = self.rnn(embedded, state.rnn_state())  # (B, T, H)
+        outputs, _ = self.rnn(embedded, None, state.rnn)  # (B, T, H)
         context, weights = self.attention(
             outputs, memory.keys, memory.mask, projected_keys=memory.projected_keys
         )  # (B, T, H_e), (B, T, S)

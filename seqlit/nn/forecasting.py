@@ -12,9 +12,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from seqlit.nn.cell_layer import CellSpec
 from seqlit.nn.decoders import teacher_forcing_coins
-from seqlit.nn.encoders import RNN_CLASSES, CellType, RNNEncoder
-from seqlit.nn.init import init_linear_, init_recurrent_
+from seqlit.nn.encoders import RNNEncoder
+from seqlit.nn.init import init_linear_
 
 BaselineName = Literal["naive", "seasonal_naive", "drift"]
 BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "drift")
@@ -39,19 +40,20 @@ class DirectForecaster(nn.Module):
         self,
         input_size: int,
         horizon: int,
+        quantiles: list[float] | None = None,
         hidden_size: int = 64,
         num_layers: int = 1,
-        cell: CellType = "gru",
+        cell: CellSpec = "gru",
         bidirectional: bool = False,
+        layer_norm: bool = False,
         dropout: float = 0.0,
         head_hidden_size: int | None = None,
-        n_outputs: int = 1,
     ) -> None:
         super().__init__()
         self.horizon = horizon
-        self.n_outputs = n_outputs
+        self.n_outputs = n_outputs = len(quantiles or [0.5])
         self.encoder = RNNEncoder(input_size, hidden_size, num_layers=num_layers, cell=cell,
-                                  bidirectional=bidirectional, dropout=dropout)
+                                  bidirectional=bidirectional, dropout=dropout, layer_norm=layer_norm)
         head_hidden_size = head_hidden_size or hidden_size
         first, last = nn.Linear(self.encoder.output_size, head_hidden_size), nn.Linear(head_hidden_size,
                                                                                      horizon * n_outputs)
@@ -85,24 +87,25 @@ class EncoderDecoderForecaster(nn.Module):
         self,
         input_size: int,
         horizon: int,
+        quantiles: list[float] | None = None,
         hidden_size: int = 64,
         num_layers: int = 1,
-        cell: CellType = "gru",
+        cell: CellSpec = "gru",
+        layer_norm: bool = False,
         dropout: float = 0.0,
-        n_outputs: int = 1,
-        point_index: int = 0,
     ) -> None:
         super().__init__()
+        quantiles = quantiles or [0.5]
         self.horizon = horizon
-        self.n_outputs = n_outputs
-        self.point_index = point_index
-        self.encoder = RNNEncoder(input_size, hidden_size, num_layers=num_layers, cell=cell, dropout=dropout)
+        self.n_outputs = len(quantiles)
+        self.point_index = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+        self.encoder = RNNEncoder(input_size, hidden_size, num_layers=num_layers, cell=cell, dropout=dropout,
+                                  layer_norm=layer_norm)
         # Decoder input: the previous value and a one-hot of the step, so each step can learn its own offset.
-        self.decoder = RNN_CLASSES[cell](1 + horizon, hidden_size, num_layers=num_layers, batch_first=True,
-                                         dropout=dropout if num_layers > 1 else 0.0)
-        init_recurrent_(self.decoder)
+        self.decoder = RNNEncoder(1 + horizon, hidden_size, num_layers=num_layers, cell=cell, dropout=dropout,
+                                  layer_norm=layer_norm)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, n_outputs)
+        self.head = nn.Linear(hidden_size, self.n_outputs)
         init_linear_(self.head)
 
     def forward(
@@ -110,8 +113,7 @@ class EncoderDecoderForecaster(nn.Module):
         teacher_forcing_prob: float = 0.0,
     ) -> Tensor:
         """inputs (B, T, F), lengths (B,), targets / target_mask (B, H) for teacher forcing -> (B, H, Q)."""
-        encoded = self.encoder(inputs, lengths)
-        state = encoded.hidden if encoded.cell is None else (encoded.hidden, encoded.cell)
+        state = self.encoder(inputs, lengths).state
         batch = inputs.shape[0]
         previous = last_values(inputs, lengths)  # (B,)
         steps = torch.eye(self.horizon, device=inputs.device, dtype=inputs.dtype).expand(batch, -1, -1)  # (B, H, H)
@@ -125,7 +127,7 @@ class EncoderDecoderForecaster(nn.Module):
         if bool(forced[:, 1:].all()) and targets is not None:
             # Fully teacher forced: one fused call over all H steps.
             fed = torch.cat([previous[:, None], targets[:, :-1]], dim=1)  # (B, H)
-            outputs, _ = self.decoder(torch.cat([fed[..., None], steps], dim=-1), state)  # (B, H, N)
+            outputs, _ = self.decoder(torch.cat([fed[..., None], steps], dim=-1), None, state)  # (B, H, N)
             return fed[..., None] + self.head(self.dropout(outputs))  # (B, H, Q)
         predictions = []
         for t in range(self.horizon):
@@ -133,7 +135,7 @@ class EncoderDecoderForecaster(nn.Module):
                 point = predictions[-1][:, 0, self.point_index].detach()  # (B,)
                 previous = torch.where(forced[:, t], targets[:, t - 1], point) if targets is not None else point
             step_input = torch.cat([previous[:, None, None], steps[:, t : t + 1]], dim=-1)  # (B, 1, 1 + H)
-            output, state = self.decoder(step_input, state)  # (B, 1, N)
+            output, state = self.decoder(step_input, None, state)  # (B, 1, N)
             predictions.append(previous[:, None, None] + self.head(self.dropout(output)))  # (B, 1, Q)
         return torch.cat(predictions, dim=1)  # (B, H, Q)
 

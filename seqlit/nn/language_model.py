@@ -8,17 +8,16 @@ size that weight tying needs while the others are wider.
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 from torch import Tensor, nn
 
-from seqlit.nn.cells import EmbeddingDropout, LockedDropout, recurrent_layer
-from seqlit.nn.encoders import CellType
+from seqlit.nn.cell_layer import CellSpec
+from seqlit.nn.dropout import EmbeddingDropout, LockedDropout
+from seqlit.nn.encoders import RNNEncoder
 from seqlit.nn.init import EmbeddingInit, init_embedding_
+from seqlit.nn.protocol import State, zero_state
 
-LayerState = Union[Tensor, tuple[Tensor, Tensor]]  # GRU: h (1, B, H); LSTM: (h, c), each (1, B, H)
-LMState = list[LayerState]  # one entry per layer
+LMState = list[State]  # one state per layer, parts (1, B, H_i): (h,) for a GRU, (h, c) for an LSTM
 
 
 class RecurrentLanguageModel(nn.Module):
@@ -31,10 +30,10 @@ class RecurrentLanguageModel(nn.Module):
     def __init__(
         self,
         vocab_size: int,
-        cell: CellType = "lstm",
         embedding_size: int = 400,
         hidden_size: int = 1150,
         num_layers: int = 3,
+        cell: CellSpec = "lstm",
         layer_norm: bool = False,
         embedding_dropout: float = 0.1,
         input_dropout: float = 0.65,
@@ -47,13 +46,12 @@ class RecurrentLanguageModel(nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}.")
-        self.cell = cell
         self.embedding = EmbeddingDropout(vocab_size, embedding_size, dropout=embedding_dropout)
         init_embedding_(self.embedding, embedding_init)
         sizes = [embedding_size] + [hidden_size] * (num_layers - 1)
         sizes.append(embedding_size if tie_weights else hidden_size)
         self.layers = nn.ModuleList(
-            recurrent_layer(cell, sizes[i], sizes[i + 1], layer_norm=layer_norm, weight_drop=weight_drop)
+            RNNEncoder(sizes[i], sizes[i + 1], cell=cell, layer_norm=layer_norm, weight_drop=weight_drop)
             for i in range(num_layers)
         )
         self.input_dropout = LockedDropout(input_dropout)
@@ -72,7 +70,7 @@ class RecurrentLanguageModel(nn.Module):
         x = self.input_dropout(self.embedding(ids))  # (B, T, E)
         new_state: LMState = []
         for index, layer in enumerate(self.layers):
-            x, layer_state = layer(x, None if state is None else state[index])  # (B, T, H_i)
+            x, layer_state = layer(x, None, None if state is None else state[index])  # (B, T, H_i)
             new_state.append(layer_state)
             if index < len(self.layers) - 1:
                 x = self.hidden_dropout(x)  # (B, T, H_i)
@@ -81,21 +79,16 @@ class RecurrentLanguageModel(nn.Module):
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> LMState:
         """All-zero state for `batch_size` streams (what `forward(state=None)` starts from)."""
         device = device or self.decoder.weight.device
-        dtype = self.decoder.weight.dtype
-        zeros = [torch.zeros(1, batch_size, size, device=device, dtype=dtype) for size in self.hidden_sizes]
-        if self.cell == "lstm":
-            return [(h, torch.zeros_like(h)) for h in zeros]
-        return list(zeros)
+        return [zero_state(layer, batch_size, device, self.decoder.weight.dtype) for layer in self.layers]
 
 
 def detach_state(state: LMState | None) -> LMState | None:
     """The same state cut from the graph: the next chunk's backward stops here (truncated BPTT)."""
     if state is None:
         return None
-    return [tuple(t.detach() for t in s) if isinstance(s, tuple) else s.detach() for s in state]  # type: ignore[misc]
+    return [tuple(part.detach() for part in layer_state) for layer_state in state]
 
 
 def state_batch_size(state: LMState) -> int:
     """Streams in a carried state (B of its (1, B, H) tensors)."""
-    first = state[0][0] if isinstance(state[0], tuple) else state[0]
-    return int(first.shape[1])
+    return int(state[0][0].shape[1])

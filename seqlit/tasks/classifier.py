@@ -2,72 +2,73 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from seqlit.errors import CheckpointMismatchError
+from seqlit.errors import check_checkpoint_matches
 from seqlit.metrics.mean import MeanPerTarget
-from seqlit.nn.encoders import CellType, RNNEncoder
-from seqlit.nn.init import init_linear_
 from seqlit.nn.pooling import PoolingType, SequencePooling
-from seqlit.tasks.accumulation import EffectiveBatchNormalizer
-from seqlit.tasks.optim import OptimizerName, configure_from_hparams
+from seqlit.nn.protocol import check_recurrent_layer
+from seqlit.parts import build
+from seqlit.tasks.base import SeqlitTask
+from seqlit.tasks.optim import adamw, warmup_cosine
 from seqlit.types import SeqBatch
 
+EncoderFactory = Callable[[int], nn.Module]  # input_size -> a recurrent layer (seqlit.nn.protocol)
+HeadFactory = Callable[[int, int], nn.Module]  # (input_size, n_classes) -> logits module
 
-class SequenceClassifier(pl.LightningModule):
-    """Labels a whole variable-length sequence.
+
+class SequenceClassifier(SeqlitTask):
+    """Labels a whole variable-length sequence: recurrent encoder, masked pooling, head.
 
     `n_features`, `n_classes` and `class_names` come from the data module through CLI argument
-    linking; the rest are the practitioner's defaults (bidirectional GRU, dropout 0.2, AdamW with
-    5% warmup and cosine decay; gradient clipping at 1.0 is set on the Trainer).
+    linking. The parts are factories YAML names by `class_path`: `encoder` is built as
+    `encoder(n_features)` (any recurrent layer, e.g. `seqlit.nn.RNNEncoder` with your own `cell`), `head`
+    as `head(encoder.output_size, n_classes)`. Defaults: a bidirectional GRU of 64, last-step pooling,
+    dropout 0.2 before the linear head, AdamW with 5% warmup and cosine decay.
     """
 
-    # The widths `seqlit compare` scales (together, in proportion) to match another variant's parameter count.
-    size_parameters: ClassVar[tuple[str, ...]] = ("hidden_size",)
+    size_parameters: ClassVar[tuple[str, ...]] = ("encoder.hidden_size",)
+    cell_parameters: ClassVar[tuple[str, ...]] = ("encoder.cell",)
+    bidirectional_parameters: ClassVar[tuple[str, ...]] = ("encoder.bidirectional",)
 
     def __init__(
         self,
         n_features: int,
         n_classes: int,
         class_names: list[str] | None = None,
-        cell: CellType = "gru",
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        dropout: float = 0.2,
+        encoder: EncoderFactory = {  # noqa: B006 - a plain-data spec, never mutated
+            "class_path": "seqlit.nn.RNNEncoder",
+            "init_args": {"hidden_size": 64, "cell": "gru", "bidirectional": True},
+        },
         pooling: PoolingType = "last",
-        optimizer: OptimizerName = "adamw",
-        lr: float = 3e-3,
-        weight_decay: float = 1e-2,
-        warmup_fraction: float = 0.05,
-        min_lr_ratio: float = 0.01,
+        head: HeadFactory = {"class_path": "seqlit.nn.ClassificationHead", "init_args": {"dropout": 0.2}},  # noqa: B006
         label_smoothing: float = 0.0,
+        optimizer: OptimizerCallable = adamw(3e-3),
+        lr_scheduler: LRSchedulerCallable | None = warmup_cosine(0.05, 0.01),
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, lr_scheduler)
         if class_names is not None and len(class_names) != n_classes:
             raise ValueError(f"class_names has {len(class_names)} names for n_classes={n_classes}")
-        self.save_hyperparameters()
-        self.encoder = RNNEncoder(
-            n_features, hidden_size, num_layers=num_layers, cell=cell, bidirectional=bidirectional, dropout=dropout
-        )
-        self.pooling = SequencePooling(pooling, self.encoder.output_size, self.encoder.num_directions)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.output_size, n_classes)
-        init_linear_(self.head)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+        self.save_plain_hyperparameters()
+        self.encoder = check_recurrent_layer(build(encoder, n_features, what="encoder"), "SequenceClassifier.encoder")
+        directions = 2 if self.encoder.bidirectional else 1
+        self.pooling = SequencePooling(pooling, self.encoder.output_size, directions)
+        self.head = build(head, self.encoder.output_size, n_classes, what="head")
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(n_classes, average="micro"),
                 "f1": MulticlassF1Score(n_classes, average="macro"),
             }
         )
-        self.step_normalizer = EffectiveBatchNormalizer()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         # Summed states, so the DDP loss covers every rank's items exactly (see seqlit.metrics.mean).
@@ -75,9 +76,9 @@ class SequenceClassifier(pl.LightningModule):
 
     def forward(self, inputs: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
         """inputs (B, T, F), lengths (B,), mask (B, T) -> logits (B, C)."""
-        encoded = self.encoder(inputs, lengths)  # outputs (B, T, D*H)
-        pooled = self.pooling(encoded.outputs, mask, lengths)  # (B, D*H)
-        return self.head(self.dropout(pooled))  # (B, C)
+        outputs, _ = self.encoder(inputs, lengths)  # (B, T, D*H)
+        pooled = self.pooling(outputs, mask, lengths)  # (B, D*H)
+        return self.head(pooled)  # (B, C)
 
     def training_step(self, batch: SeqBatch, batch_idx: int) -> Tensor:
         logits = self(batch.inputs, batch.lengths, batch.mask)  # (B, C)
@@ -90,9 +91,6 @@ class SequenceClassifier(pl.LightningModule):
         self.log("train/loss", mean_loss, batch_size=n_targets, on_step=True, on_epoch=True, prog_bar=True)
         # The summed loss is divided by the targets of the whole (accumulated) step after backward.
         return summed
-
-    def on_after_backward(self) -> None:
-        self.step_normalizer.on_after_backward(self)
 
     def validation_step(self, batch: SeqBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metrics)
@@ -111,18 +109,12 @@ class SequenceClassifier(pl.LightningModule):
             "class_names": names,
         }
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_from_hparams(self)
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuses a checkpoint whose classes differ from the data's: predictions would be mislabelled."""
-        saved = checkpoint.get("hyper_parameters", {}).get("class_names")
-        current = self.hparams.class_names
-        if saved is not None and current is not None and list(saved) != list(current):
-            raise CheckpointMismatchError(
-                f"the checkpoint was trained on classes {list(saved)[:20]} but the data has "
-                f"{list(current)[:20]}; use the training data's label set or train a new model."
-            )
+        check_checkpoint_matches(
+            "classes", checkpoint.get("hyper_parameters", {}).get("class_names"), self.hparams.class_names,
+            fix="use the training data's label set or train a new model.",
+        )
 
     def _evaluate(self, batch: SeqBatch, stage: str, metrics: MetricCollection) -> None:
         logits = self(batch.inputs, batch.lengths, batch.mask)  # (B, C)

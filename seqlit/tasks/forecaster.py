@@ -3,99 +3,95 @@ scaled units and scored by MASE and sMAPE in original units."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, Union
 
-import lightning.pytorch as pl
 import torch
-from torch import Tensor
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
 
-from seqlit.errors import CheckpointMismatchError, SeqlitError
+from seqlit.errors import SeqlitError, check_checkpoint_matches
 from seqlit.metrics.forecasting import MeanAbsoluteScaledError, SymmetricMAPE
 from seqlit.metrics.mean import MeanPerTarget
-from seqlit.nn.encoders import CellType
-from seqlit.nn.forecasting import BASELINES, BaselineForecaster, DirectForecaster, EncoderDecoderForecaster
-from seqlit.schedules import TeacherForcingKind, TeacherForcingSchedule
-from seqlit.tasks.accumulation import EffectiveBatchNormalizer
-from seqlit.tasks.optim import OptimizerName, configure_from_hparams
+from seqlit.nn.forecasting import BASELINES, BaselineForecaster, BaselineName
+from seqlit.parts import build, factory_class
+from seqlit.schedules import TeacherForcingSchedule
+from seqlit.tasks.base import SeqlitTask
+from seqlit.tasks.optim import adamw, warmup_cosine
 from seqlit.types import ForecastBatch
 
-NetworkName = Literal["direct", "encoder_decoder", "naive", "seasonal_naive", "drift"]
 LossName = Literal["l1", "mse", "quantile"]
+# (input_size, horizon, quantiles) -> a network mapping (inputs, lengths, targets, target_mask,
+# teacher_forcing_prob) to (B, H, Q) forecasts in scaled units (seqlit.nn.DirectForecaster's interface)
+NetworkFactory = Callable[[int, int, list[float]], nn.Module]
 
 
-class Forecaster(pl.LightningModule):
+class Forecaster(SeqlitTask):
     """Forecasts the next `horizon` values of each series from its context window.
 
-    `n_features`, `horizon` and `seasonality` come from the data module through CLI linking. The loss is
-    taken in each window's scaled units (with context scaling, L1 there is the window's own MASE);
-    `quantile` trains one output per entry of `quantiles` with the pinball loss and forecasts the median.
-    `network: naive | seasonal_naive | drift` gives the classical baselines, evaluated by the same code
-    (`seqlit test ... --model.init_args.network naive`, no checkpoint). Logged: `train/loss`,
-    `val|test/loss`, `val|test/mase`, `val|test/smape`, and with quantiles `val|test/coverage` (share of
-    observed targets inside the outermost quantiles). A window whose history has no MASE scale (constant,
-    or shorter than the season) is left out of MASE only; the data module warns which.
+    `n_features`, `horizon` and `seasonality` come from the data module through CLI linking. `network` is a
+    factory built as `network(n_features, horizon, quantiles)` (`seqlit.nn.DirectForecaster`,
+    `seqlit.nn.EncoderDecoderForecaster`, or your own), or the name of a classical baseline
+    (`naive | seasonal_naive | drift`), evaluated by the same code (`seqlit test ... --model.init_args.network
+    naive`, no checkpoint). The loss is taken in each window's scaled units (with context scaling, L1 there
+    is the window's own MASE); `quantile` trains one output per entry of `quantiles` with the pinball loss
+    and forecasts the median. `teacher_forcing` schedules how often an autoregressive decoder is fed the
+    truth in training. Logged: `train/loss`, `val|test/loss`, `val|test/mase`, `val|test/smape`, and with
+    quantiles `val|test/coverage` (share of observed targets inside the outermost quantiles). A window
+    whose history has no MASE scale (constant, or shorter than the season) is left out of MASE only.
     """
 
-    # The widths `seqlit compare` scales (together, in proportion) to match another variant's parameter count.
-    size_parameters: ClassVar[tuple[str, ...]] = ("hidden_size",)
+    monitor: ClassVar[tuple[str, str]] = ("val/mase", "min")
+    size_parameters: ClassVar[tuple[str, ...]] = ("network.hidden_size",)
+    cell_parameters: ClassVar[tuple[str, ...]] = ("network.cell",)
+    bidirectional_parameters: ClassVar[tuple[str, ...]] = ("network.bidirectional",)
 
     def __init__(
         self,
         n_features: int,
         horizon: int,
         seasonality: int = 1,
-        network: NetworkName = "direct",
-        cell: CellType = "gru",
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        head_hidden_size: int | None = None,
+        network: Union[BaselineName, NetworkFactory] = {  # noqa: B006 - a plain-data spec, never mutated
+            "class_path": "seqlit.nn.DirectForecaster", "init_args": {"hidden_size": 64, "cell": "gru"},
+        },
         loss: LossName = "l1",
         quantiles: list[float] | None = None,
-        teacher_forcing: TeacherForcingKind = "constant",
-        teacher_forcing_k: float | None = None,
-        teacher_forcing_c: float | None = None,
-        teacher_forcing_min: float = 0.0,
-        optimizer: OptimizerName = "adamw",
-        lr: float = 3e-3,
-        weight_decay: float = 0.0,
-        warmup_fraction: float = 0.05,
-        min_lr_ratio: float = 0.0,
+        teacher_forcing: TeacherForcingSchedule = {  # noqa: B006
+            "class_path": "seqlit.schedules.TeacherForcingSchedule", "init_args": {"kind": "constant"},
+        },
+        optimizer: OptimizerCallable = adamw(3e-3, weight_decay=0.0),
+        lr_scheduler: LRSchedulerCallable | None = warmup_cosine(0.05, 0.0),
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, lr_scheduler)
+        if loss not in ("l1", "mse", "quantile"):
+            raise ValueError(f"unknown loss {loss!r}; choose 'l1', 'mse' or 'quantile'.")
         if loss == "quantile":
             quantiles = sorted(quantiles or [0.1, 0.5, 0.9])
             if 0.5 not in quantiles or not all(0.0 < q < 1.0 for q in quantiles):
                 raise ValueError(f"quantiles must lie in (0, 1) and include 0.5 (the point forecast), got {quantiles}")
         elif quantiles is not None:
             raise ValueError(f"quantiles are only used with loss: quantile (got loss={loss!r}); drop them.")
-        if loss not in ("l1", "mse", "quantile"):
-            raise ValueError(f"unknown loss {loss!r}; choose 'l1', 'mse' or 'quantile'.")
-        self.save_hyperparameters()
+        if horizon < 1 or seasonality < 1:
+            raise ValueError(f"horizon and seasonality must be >= 1, got {horizon} and {seasonality}.")
+        self.save_plain_hyperparameters()
         self.quantiles = quantiles or [0.5]
         self.point_index = self.quantiles.index(0.5)
-        n_outputs = len(self.quantiles)
-        if network in BASELINES:
+        if isinstance(network, str) and network in BASELINES:
             if loss == "quantile":
                 raise ValueError(f"the {network} baseline gives point forecasts only; use loss: l1 with it.")
-            self.network: torch.nn.Module = BaselineForecaster(network, horizon, seasonality)  # type: ignore[arg-type]
-        elif network == "direct":
-            self.network = DirectForecaster(n_features, horizon, hidden_size, num_layers, cell, bidirectional, dropout,
-                                            head_hidden_size, n_outputs)
-        elif network == "encoder_decoder":
-            if bidirectional:
-                raise ValueError("the encoder_decoder network hands its final state to a forward decoder; set "
-                                 "bidirectional: false (or use network: direct).")
-            self.network = EncoderDecoderForecaster(n_features, horizon, hidden_size, num_layers, cell, dropout,
-                                                    n_outputs, self.point_index)
+            self.network: nn.Module = BaselineForecaster(network, horizon, seasonality)  # type: ignore[arg-type]
+        elif isinstance(network, str) and "." not in network:
+            raise ValueError(
+                f"unknown network {network!r}; use a class such as seqlit.nn.DirectForecaster or one of the "
+                f"baselines {list(BASELINES)}."
+            )
         else:
-            raise ValueError(f"unknown network {network!r}; choose direct, encoder_decoder or one of {BASELINES}.")
-        self.teacher_forcing = TeacherForcingSchedule(
-            teacher_forcing, k=teacher_forcing_k, c=teacher_forcing_c, minimum=teacher_forcing_min
+            self.network = build(network, n_features, horizon, list(self.quantiles), what="network")
+        self.autoregressive = hasattr(self.network, "decoder")  # feeds its own forecasts back, step by step
+        self.teacher_forcing = (
+            teacher_forcing if isinstance(teacher_forcing, TeacherForcingSchedule)
+            else build(teacher_forcing, what="teacher_forcing")
         )
-        self.step_normalizer = EffectiveBatchNormalizer()
-        self.metrics = torch.nn.ModuleDict({
+        self.metrics = nn.ModuleDict({
             f"{stage}_{name}": metric()
             for stage in ("val", "test")
             for name, metric in (("mase", MeanAbsoluteScaledError), ("smape", SymmetricMAPE),
@@ -107,18 +103,15 @@ class Forecaster(pl.LightningModule):
         return self.network(batch.inputs, batch.lengths, batch.targets, batch.target_mask, teacher_forcing_prob)
 
     def training_step(self, batch: ForecastBatch, batch_idx: int) -> Tensor:
-        probability = self.teacher_forcing(self.global_step) if self.hparams.network == "encoder_decoder" else 0.0
+        probability = self.teacher_forcing(self.global_step) if self.autoregressive else 0.0
         summed = self._summed_loss(self(batch, probability), batch)
         n_targets = batch.n_targets
         self.step_normalizer.add(n_targets)
         self.log("train/loss", summed.detach() / max(1, n_targets), batch_size=max(1, n_targets), on_step=True,
                  on_epoch=True, prog_bar=True)
-        if self.hparams.network == "encoder_decoder":
+        if self.autoregressive:
             self.log("train/teacher_forcing_prob", probability, on_step=True, on_epoch=False)
         return summed  # divided by the targets of the whole accumulated step after backward
-
-    def on_after_backward(self) -> None:
-        self.step_normalizer.on_after_backward(self)
 
     def validation_step(self, batch: ForecastBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -140,23 +133,27 @@ class Forecaster(pl.LightningModule):
             "value_names": names,
         }
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         if not any(p.requires_grad for p in self.parameters()):
             raise SeqlitError(
                 f"the {self.hparams.network} baseline has nothing to train; evaluate it with `seqlit test --config "
                 f"... --model.init_args.network {self.hparams.network}` (no checkpoint needed)."
             )
-        return configure_from_hparams(self)
+        return super().configure_optimizers()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuses a checkpoint made for another horizon, input layout or network."""
         saved = checkpoint.get("hyper_parameters", {})
-        for key in ("horizon", "n_features", "network", "quantiles"):
-            if key in saved and saved[key] != self.hparams.get(key):
-                raise CheckpointMismatchError(
-                    f"the checkpoint was trained with {key}={saved[key]!r} but this run has {key}="
-                    f"{self.hparams.get(key)!r}; use the data and model settings of that run or train a new model."
+        for key, default in (("horizon", None), ("n_features", None), ("quantiles", [0.5])):
+            if key in saved:
+                check_checkpoint_matches(
+                    key, saved[key] or default, self.hparams.get(key) or default,
+                    fix="use the data and model settings of that run or train a new model.",
                 )
+        check_checkpoint_matches(
+            "the network", _network_name(saved.get("network")), _network_name(self.hparams.get("network")),
+            fix="use the model settings of that run or train a new model.",
+        )
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _summed_loss(self, predictions: Tensor, batch: ForecastBatch) -> Tensor:
@@ -200,3 +197,11 @@ class Forecaster(pl.LightningModule):
             observed = inside[batch.target_mask]  # (N,)
             coverage.update(observed.sum(), observed.numel())
             self.log(f"{stage}/coverage", coverage, on_epoch=True)
+
+
+def _network_name(network: Any) -> str | None:
+    """A baseline's name or a network's class path, for comparing checkpoints."""
+    if network is None or isinstance(network, str):
+        return network
+    cls = factory_class(network)
+    return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else None

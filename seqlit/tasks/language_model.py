@@ -11,30 +11,32 @@ accumulation (micro-batches are consecutive chunks), mixed precision and callbac
 
 from __future__ import annotations
 
-import inspect
 import sys
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from seqlit.data.tokenizers import TextTokenizer, tokenizer_from_state_dict
-from seqlit.errors import CheckpointMismatchError
-from seqlit.metrics.language import BitsPerCharacter, Perplexity, TokenNLL
-from seqlit.nn.encoders import CellType
-from seqlit.nn.init import EmbeddingCoverage, EmbeddingInit, load_pretrained_embeddings_
-from seqlit.nn.language_model import LMState, RecurrentLanguageModel, detach_state, state_batch_size
-from seqlit.tasks.accumulation import EffectiveBatchNormalizer
-from seqlit.tasks.optim import OptimizerName, configure_from_hparams
-from seqlit.types import EOS_ID, SPECIAL_TOKENS, LMBatch
 from seqlit.distributed import gather_from_every_rank
+from seqlit.errors import CheckpointMismatchError, check_checkpoint_matches
+from seqlit.metrics.language import BitsPerCharacter, Perplexity, TokenNLL
+from seqlit.nn.init import EmbeddingCoverage, load_pretrained_embeddings_
+from seqlit.nn.language_model import LMState, detach_state, state_batch_size
+from seqlit.parts import build
+from seqlit.tasks.base import SeqlitTask
+from seqlit.tasks.optim import adamw, warmup_cosine
+from seqlit.types import EOS_ID, SPECIAL_TOKENS, LMBatch
 
 _CARRIED_STATE_KEY = "seqlit_lm_carried_state"  # one process's state (checkpoints from before per-rank states)
 _CARRIED_STATES_KEY = "seqlit_lm_carried_states"  # per rank, by global rank
+# vocab_size -> a network with forward(ids (B, T), state) -> (logits (B, T, V), state), initial_state(batch)
+# and an `embedding` (seqlit.nn.RecurrentLanguageModel's interface)
+NetworkFactory = Callable[[int], nn.Module]
 
 
 def _lm_metrics(prefix: str) -> MetricCollection:
@@ -44,63 +46,49 @@ def _lm_metrics(prefix: str) -> MetricCollection:
     )
 
 
-class LanguageModel(pl.LightningModule):
-    """AWD-LSTM-style language model trained with truncated BPTT.
+class LanguageModel(SeqlitTask):
+    """Recurrent language model trained with truncated BPTT (AWD-LSTM-style network by default).
 
     `tokenizer` (the fitted tokenizer's plain-data state) comes from the data module through CLI linking
     and is saved in the checkpoint, so `seqlit predict` decodes samples with exactly the training
-    tokenizer and a checkpoint fitted with another vocabulary is refused.
-
-    Regularisers, each 0 / False to switch off: `embedding_dropout` (drops word types), `input_dropout`,
-    `hidden_dropout`, `output_dropout` (locked: one mask per sequence), `weight_drop` (DropConnect on the
-    recurrent matrices, fused kernel kept), `tie_weights`, `layer_norm` (LN cells, off the fused path),
-    `weight_decay`. Logged every epoch: `{train,val,test}/loss`, `/ppl` and `/bpc` (bits per character).
+    tokenizer and a checkpoint fitted with another vocabulary is refused. `network` is built as
+    `network(vocab_size)`; `seqlit.nn.RecurrentLanguageModel` holds the cell, sizes and the AWD-LSTM
+    regularisers (embedding, locked and weight dropout, weight tying, layer norm).
+    Logged every epoch: `{train,val,test}/loss`, `/ppl` and `/bpc` (bits per character).
     `carry_state=False` resets the state at every chunk (the ablation that shows what carrying buys).
     """
 
-    # The widths `seqlit compare` scales (together, in proportion) to match another variant's parameter count.
-    size_parameters: ClassVar[tuple[str, ...]] = ("hidden_size",)
+    monitor: ClassVar[tuple[str, str]] = ("val/bpc", "min")
+    patience: ClassVar[int] = 6
+    size_parameters: ClassVar[tuple[str, ...]] = ("network.hidden_size",)
+    cell_parameters: ClassVar[tuple[str, ...]] = ("network.cell",)
 
     def __init__(
         self,
         tokenizer: dict[str, str | list[str]],
-        cell: CellType = "lstm",
-        embedding_size: int = 400,
-        hidden_size: int = 1150,
-        num_layers: int = 3,
-        layer_norm: bool = False,
-        embedding_dropout: float = 0.1,
-        input_dropout: float = 0.65,
-        hidden_dropout: float = 0.3,
-        output_dropout: float = 0.4,
-        weight_drop: float = 0.5,
-        tie_weights: bool = True,
-        embedding_init: EmbeddingInit = "uniform",
+        network: NetworkFactory = {  # noqa: B006 - a plain-data spec, never mutated
+            "class_path": "seqlit.nn.RecurrentLanguageModel",
+            "init_args": {"embedding_size": 400, "hidden_size": 1150, "num_layers": 3, "cell": "lstm"},
+        },
         pretrained_embeddings: str | None = None,
         carry_state: bool = True,
-        optimizer: OptimizerName = "adamw",
-        lr: float = 3e-3,
-        weight_decay: float = 1e-2,
-        warmup_fraction: float = 0.02,
-        min_lr_ratio: float = 0.01,
+        optimizer: OptimizerCallable = adamw(3e-3),
+        lr_scheduler: LRSchedulerCallable | None = warmup_cosine(0.02, 0.01),
         sample_length: int = 400,
         temperature: float = 0.8,
         top_k: int | None = None,
         sample_seed: int | None = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, lr_scheduler)
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be a positive int or null, got {top_k}.")
-        self.save_hyperparameters()
+        if sample_length < 0:
+            raise ValueError(f"sample_length must be >= 0, got {sample_length}.")
+        self.save_plain_hyperparameters()
         self.text_tokenizer: TextTokenizer = tokenizer_from_state_dict(tokenizer)
-        # Every network option is also a task hparam of the same name (saved, and settable from YAML).
-        network_options = inspect.signature(RecurrentLanguageModel).parameters.keys() - {"vocab_size"}
-        self.net = RecurrentLanguageModel(
-            len(self.text_tokenizer), **{name: self.hparams[name] for name in network_options}
-        )
-        self.step_normalizer = EffectiveBatchNormalizer()
+        self.net = build(network, len(self.text_tokenizer), what="network")
         self.train_metrics = _lm_metrics("train/")
         self.val_metrics = _lm_metrics("val/")
         self.test_metrics = _lm_metrics("test/")
@@ -129,9 +117,6 @@ class LanguageModel(pl.LightningModule):
         self.log("train/loss_step", summed.detach() / batch.n_tokens, on_step=True, on_epoch=False, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return summed
-
-    def on_after_backward(self) -> None:
-        self.step_normalizer.on_after_backward(self)
 
     # ---- evaluation: the whole split once, state carried through it ------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -199,9 +184,6 @@ class LanguageModel(pl.LightningModule):
         return torch.stack(sampled, dim=1)  # (B, length)
 
     # ---- optimisation, checkpoints ------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_from_hparams(self)
-
     def setup(self, stage: str) -> None:
         """Loads pretrained vectors into the embedding for a fresh fit (a resumed one has trained rows)."""
         path = self.hparams.pretrained_embeddings
@@ -218,7 +200,7 @@ class LanguageModel(pl.LightningModule):
         the file; Lightning builds its contents on every rank, so the gather is safe)."""
         state = None
         if self._train_state is not None:
-            state = [[t.cpu() for t in s] if isinstance(s, tuple) else s.cpu() for s in self._train_state]
+            state = [[part.cpu() for part in layer] for layer in self._train_state]
         per_rank = gather_from_every_rank(state)
         if any(rank_state is not None for rank_state in per_rank):
             checkpoint[_CARRIED_STATES_KEY] = per_rank
@@ -228,15 +210,17 @@ class LanguageModel(pl.LightningModule):
         rank's carried training state."""
         saved = checkpoint.get("hyper_parameters", {}).get("tokenizer")
         if saved is not None:
-            saved_tokenizer = tokenizer_from_state_dict(saved)
-            mine = self.text_tokenizer
-            if saved_tokenizer.kind != mine.kind or saved_tokenizer.tokens != mine.tokens:
-                raise CheckpointMismatchError(
-                    f"the checkpoint was trained with a {saved_tokenizer.kind} tokenizer of {len(saved_tokenizer)} "
-                    f"tokens (e.g. {saved_tokenizer.tokens[4:14]}) but the data gives a {mine.kind} tokenizer of "
-                    f"{len(mine)} tokens (e.g. {mine.tokens[4:14]}); use the training run's corpus, split and "
-                    "tokenizer settings, or train a new model."
-                )
+            saved_tokenizer, mine = tokenizer_from_state_dict(saved), self.text_tokenizer
+            check_checkpoint_matches(
+                "the tokenizer", f"{saved_tokenizer.kind}, {len(saved_tokenizer)} tokens",
+                f"{mine.kind}, {len(mine)} tokens", fix="use the training run's corpus, split and tokenizer "
+                "settings, or train a new model.",
+            )
+            check_checkpoint_matches(
+                "the vocabulary", saved_tokenizer.tokens[len(SPECIAL_TOKENS):],
+                mine.tokens[len(SPECIAL_TOKENS):], fix="use the training run's corpus, split and tokenizer "
+                "settings, or train a new model.",
+            )
         # `load_from_checkpoint(..., tokenizer=...)` overwrites the stored hparams, so check the weights too.
         embedding = checkpoint.get("state_dict", {}).get("net.embedding.weight")
         if embedding is not None and embedding.shape[0] != len(self.text_tokenizer):
@@ -262,13 +246,16 @@ class LanguageModel(pl.LightningModule):
                 )
             return None
         carried = per_rank[self.global_rank]
-        return None if carried is None else [tuple(s) if isinstance(s, list) else s for s in carried]
+        if carried is None:
+            return None
+        # A layer's state is stored as a list of parts; a bare tensor is a one-part (GRU) state.
+        return [tuple(layer) if isinstance(layer, (list, tuple)) else (layer,) for layer in carried]
 
     def _carried(self, state: LMState | None, batch: LMBatch) -> LMState | None:
         """The carried state, moved to this device, or None when there is none or the stream count changed."""
         if state is None or state_batch_size(state) != batch.batch_size:
             return None
-        return [tuple(t.to(self.device) for t in s) if isinstance(s, tuple) else s.to(self.device) for s in state]  # type: ignore[misc]
+        return [tuple(part.to(self.device) for part in layer) for layer in state]
 
 
 def _summed_nll(logits: Tensor, targets: Tensor) -> Tensor:

@@ -1,59 +1,89 @@
-"""Optimizer construction shared by every task: decay only on weight matrices, warmup + cosine."""
+"""Optimisers and LR schedules the LightningCLI way: tasks take factories (`OptimizerCallable`,
+`LRSchedulerCallable`) that YAML names by `class_path`, and build them on their own parameter groups.
+
+    model:
+      init_args:
+        optimizer: {class_path: torch.optim.SGD, init_args: {lr: 20, momentum: 0.0}}
+        lr_scheduler: {class_path: torch.optim.lr_scheduler.ReduceLROnPlateau, init_args: {factor: 0.25, patience: 0}}
+
+`seqlit fit --optimizer SGD --optimizer.lr 20` is the same from the command line. Weight decay applies to
+weight matrices only. A scheduler with a `total_steps` argument left unset (seqlit's `WarmupCosineLR`,
+torch's `OneCycleLR`) gets the trainer's estimate of the run's optimizer steps and steps every optimizer
+step; `ReduceLROnPlateau` watches the task's monitor metric once per epoch; any other scheduler steps once
+per epoch, as in Lightning.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import functools
+import inspect
+from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from seqlit.schedules import warmup_cosine_scheduler
-
-OptimizerName = Literal["adamw", "adam", "rmsprop"]
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adamw": torch.optim.AdamW,
-    "adam": torch.optim.Adam,
-    "rmsprop": torch.optim.RMSprop,
-}
+from seqlit.parts import build, factory_class, resolve
 
 
-def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices only: decaying biases and norm gains just fights the data."""
+def adamw(lr: float, weight_decay: float = 0.01) -> dict[str, Any]:
+    """The default optimizer spec: AdamW (decoupled weight decay) at `lr`."""
+    return {"class_path": "torch.optim.AdamW", "init_args": {"lr": lr, "weight_decay": weight_decay}}
+
+
+def warmup_cosine(warmup_fraction: float = 0.05, min_lr_ratio: float = 0.01) -> dict[str, Any]:
+    """The default schedule spec: linear warmup, then cosine decay, per optimizer step."""
+    return {
+        "class_path": "seqlit.schedules.WarmupCosineLR",
+        "init_args": {"warmup_fraction": warmup_fraction, "min_lr_ratio": min_lr_ratio},
+    }
+
+
+def parameter_groups(module: nn.Module) -> list[dict[str, Any]]:
+    """Weight decay (the optimizer's own setting) on matrices only: decaying biases, gains and norm
+    parameters just fights the data. Empty groups are left out."""
     decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
 
 
-def configure_optimizer(
-    module: nn.Module,
-    name: OptimizerName,
-    lr: float,
-    weight_decay: float,
-    total_steps: int,
-    warmup_fraction: float,
-    min_lr_ratio: float,
-) -> dict[str, Any]:
-    """The `configure_optimizers` return value: optimizer plus a per-step warmup-cosine schedule."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}.")
-    optimizer = OPTIMIZERS[name](parameter_groups(module, weight_decay), lr=lr)
-    scheduler = warmup_cosine_scheduler(optimizer, max(1, total_steps), warmup_fraction, min_lr_ratio)
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+def configure_optimization(
+    module: nn.Module, optimizer: Any, lr_scheduler: Any | None, total_steps: int, monitor: tuple[str, str]
+) -> dict[str, Any] | torch.optim.Optimizer:
+    """The `configure_optimizers` return value for `module` from an optimizer and an optional scheduler factory."""
+    groups = parameter_groups(module)
+    if not groups:
+        raise ValueError("the model has no trainable parameters; nothing for the optimizer to train.")
+    built = build(optimizer, groups, what="optimizer")
+    if not isinstance(built, torch.optim.Optimizer):
+        raise TypeError(f"the optimizer factory built a {type(built).__name__}, not a torch.optim.Optimizer.")
+    if lr_scheduler is None:
+        return built
+    factory = resolve(lr_scheduler, "lr_scheduler")
+    if takes_total_steps(factory):
+        scheduler = factory(built, total_steps=max(1, int(total_steps)))
+        return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    scheduler = factory(built)
+    config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
+    if isinstance(scheduler, ReduceLROnPlateau):
+        metric, mode = monitor
+        if scheduler.mode != mode:
+            raise ValueError(
+                f"ReduceLROnPlateau has mode={scheduler.mode!r} but the task's monitor {metric} is better when "
+                f"{'lower' if mode == 'min' else 'higher'}; set lr_scheduler.init_args.mode: {mode}."
+            )
+        config["monitor"] = metric
+    return {"optimizer": built, "lr_scheduler": config}
 
 
-def configure_from_hparams(module: Any) -> dict[str, Any]:
-    """`configure_optimizers` for a task whose hparams hold optimizer, lr, weight_decay, warmup_fraction
-    and min_lr_ratio; the schedule spans the trainer's estimated optimizer steps."""
-    hparams = module.hparams
-    return configure_optimizer(
-        module,
-        hparams.optimizer,
-        hparams.lr,
-        hparams.weight_decay,
-        int(module.trainer.estimated_stepping_batches),
-        hparams.warmup_fraction,
-        hparams.min_lr_ratio,
-    )
+def takes_total_steps(factory: Any) -> bool:
+    """Whether a scheduler factory has a `total_steps` argument still unset (None)."""
+    if isinstance(factory, functools.partial) and "total_steps" in factory.keywords:
+        return factory.keywords["total_steps"] is None
+    target = factory_class(factory) or factory
+    try:
+        parameter = inspect.signature(target).parameters.get("total_steps")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.default is None

@@ -3,135 +3,127 @@ scheduled sampling during training, free-running greedy/beam decoding for evalua
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.text import Perplexity
 
-from seqlit.errors import CheckpointMismatchError
+from seqlit.errors import check_checkpoint_matches
 from seqlit.metrics.error_rates import PhonemeErrorRate, WordErrorRate
 from seqlit.metrics.mean import MeanPerTarget
-from seqlit.nn.attention import AttentionKind
-from seqlit.nn.decoders import AttentionDecoder, DecoderOutput, DecoderState, Hypotheses, Memory, SamplingMode
-from seqlit.nn.encoders import CellType, RNNEncoder
+from seqlit.nn.decoders import DecoderOutput, DecoderState, Hypotheses, Memory, SamplingMode
 from seqlit.nn.init import init_embedding_
-from seqlit.schedules import TeacherForcingKind, TeacherForcingSchedule
-from seqlit.tasks.accumulation import EffectiveBatchNormalizer
-from seqlit.tasks.optim import OptimizerName, configure_from_hparams
+from seqlit.nn.protocol import check_recurrent_layer
+from seqlit.parts import build
+from seqlit.schedules import TeacherForcingSchedule
+from seqlit.tasks.base import SeqlitTask
+from seqlit.tasks.optim import adamw, warmup_cosine
 from seqlit.types import IGNORE_INDEX, PAD_ID, SPECIAL_TOKENS, UNK_ID, Seq2SeqBatch
 
 Decoding = Literal["greedy", "beam"]
+TokenUnit = Literal["char", "token"]  # how a text splits into symbols: characters, or whitespace-separated tokens
+EncoderFactory = Callable[[int], nn.Module]  # input_size -> recurrent layer
+# (vocab_size, encoder_size, encoder_state_size) -> an attention decoder (seqlit.nn.AttentionDecoder's interface)
+DecoderFactory = Callable[[int, int, int], nn.Module]
 
 
-def _error_rates(prefix: str) -> MetricCollection:
-    """WER/PER with stress digits stripped (the published convention) and kept.
+def _error_rates(prefix: str, stress_marked: bool) -> MetricCollection:
+    """Sequence and token error rates against every reference. With stress-marked targets (CMUdict phonemes)
+    the headline `wer`/`per` strip the stress digits (the published convention) and `*_stress` keep them.
 
     `compute_groups=False`: torchmetrics would otherwise merge metrics whose states are equal after
     the first batch (e.g. WER with and without stress while every word is still wrong) and report
     one of them twice for the rest of the epoch.
     """
-    return MetricCollection(
-        {
-            "wer": WordErrorRate(stress=False),
-            "per": PhonemeErrorRate(stress=False),
-            "wer_stress": WordErrorRate(stress=True),
-            "per_stress": PhonemeErrorRate(stress=True),
-        },
-        prefix=prefix,
-        compute_groups=False,
-    )
+    metrics: dict[str, Any] = {"wer": WordErrorRate(stress=not stress_marked), "per": PhonemeErrorRate(stress=not stress_marked)}
+    if stress_marked:
+        metrics |= {"wer_stress": WordErrorRate(stress=True), "per_stress": PhonemeErrorRate(stress=True)}
+    return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 
-class Seq2SeqModel(pl.LightningModule):
-    """Encoder-decoder with attention, trained on token-level cross-entropy over real target tokens.
+class Seq2SeqModel(SeqlitTask):
+    """Attention encoder-decoder over any source and target symbol sequences, trained on token-level
+    cross-entropy over real target tokens (grapheme-to-phoneme is one recipe of it).
 
-    `source_tokens` / `target_tokens` (the vocabularies, specials first) come from the data module
-    through CLI linking and are saved in the checkpoint as plain lists, so `predict` can turn ids
-    back into symbols and a checkpoint with another vocabulary is refused.
+    `source_tokens` / `target_tokens` (the vocabularies, specials first), `source_unit` / `target_unit`
+    (characters or whitespace tokens) and `stress_marked` come from the data module through CLI linking
+    and are saved in the checkpoint, so `predict` turns ids back into text and a checkpoint with another
+    vocabulary is refused. Parts by `class_path`: `encoder(embedding_size)` (a recurrent layer),
+    `decoder(vocab_size, encoder_size, encoder_state_size)` (`seqlit.nn.AttentionDecoder`: its cell,
+    attention and input feeding are its own options), `teacher_forcing` (a `TeacherForcingSchedule`:
+    `constant` = always; `linear`, `exponential`, `inverse_sigmoid` = scheduled sampling by global step,
+    Bengio et al. 2015, logged as `train/teacher_forcing_prob`).
 
-    Teacher forcing follows `teacher_forcing` (`constant` = always; `linear`, `exponential`,
-    `inverse_sigmoid` = scheduled sampling by global step, Bengio et al. 2015), logged as
-    `train/teacher_forcing_prob`. Validation decodes free-running (greedy), so exposure bias shows
-    in `val/wer`; test decodes greedy and with beam search and logs both (`test/wer` is beam,
-    stress stripped; `test/greedy_*` greedy; `*_stress` with stress digits kept).
+    Validation decodes free-running (greedy), so exposure bias shows in `val/wer`; test decodes greedy
+    and with beam search (`test/wer` is beam, `test/greedy_*` greedy). `wer` is the share of sequences
+    matching none of their references, `per` the token edit distance over reference length.
     """
 
-    # The widths `seqlit compare` scales (together, in proportion) to match another variant's parameter count.
-    size_parameters: ClassVar[tuple[str, ...]] = ("encoder_hidden_size", "decoder_hidden_size")
+    monitor: ClassVar[tuple[str, str]] = ("val/wer", "min")
+    patience: ClassVar[int] = 8
+    size_parameters: ClassVar[tuple[str, ...]] = ("encoder.hidden_size", "decoder.hidden_size")
+    cell_parameters: ClassVar[tuple[str, ...]] = ("encoder.cell", "decoder.cell")
+    bidirectional_parameters: ClassVar[tuple[str, ...]] = ("encoder.bidirectional",)
 
     def __init__(
         self,
         source_tokens: list[str],
         target_tokens: list[str],
-        cell: CellType = "lstm",
+        source_unit: TokenUnit = "char",
+        target_unit: TokenUnit = "token",
+        stress_marked: bool = False,
         embedding_size: int = 128,
-        encoder_hidden_size: int = 256,
-        encoder_layers: int = 2,
-        bidirectional: bool = True,
-        decoder_hidden_size: int = 512,
-        decoder_layers: int = 1,
-        attention: AttentionKind = "general",
-        input_feeding: bool = False,
-        dropout: float = 0.3,
-        teacher_forcing: TeacherForcingKind = "constant",
-        teacher_forcing_k: float | None = None,
-        teacher_forcing_c: float | None = None,
-        teacher_forcing_min: float = 0.0,
+        embedding_dropout: float = 0.3,
+        encoder: EncoderFactory = {  # noqa: B006 - a plain-data spec, never mutated
+            "class_path": "seqlit.nn.RNNEncoder",
+            "init_args": {"hidden_size": 256, "num_layers": 2, "cell": "lstm", "bidirectional": True, "dropout": 0.3},
+        },
+        decoder: DecoderFactory = {  # noqa: B006
+            "class_path": "seqlit.nn.AttentionDecoder",
+            "init_args": {"hidden_size": 512, "cell": "lstm", "attention": "general", "input_feeding": False,
+                          "dropout": 0.3},
+        },
+        teacher_forcing: TeacherForcingSchedule = {  # noqa: B006
+            "class_path": "seqlit.schedules.TeacherForcingSchedule", "init_args": {"kind": "constant"},
+        },
         sampling: SamplingMode = "argmax",
         label_smoothing: float = 0.1,
-        optimizer: OptimizerName = "adamw",
-        lr: float = 2e-3,
-        weight_decay: float = 1e-2,
-        warmup_fraction: float = 0.03,
-        min_lr_ratio: float = 0.01,
+        optimizer: OptimizerCallable = adamw(2e-3),
+        lr_scheduler: LRSchedulerCallable | None = warmup_cosine(0.03, 0.01),
         beam_size: int = 5,
         length_penalty: float = 1.0,
         max_decode_length: int = 50,
         val_decoding: Decoding = "greedy",
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, lr_scheduler)
         for name, tokens in (("source_tokens", source_tokens), ("target_tokens", target_tokens)):
             if list(tokens[: len(SPECIAL_TOKENS)]) != list(SPECIAL_TOKENS):
                 raise ValueError(f"{name} must start with the special tokens {SPECIAL_TOKENS}, got {list(tokens[:4])}")
         if val_decoding not in ("greedy", "beam"):
             raise ValueError(f"val_decoding must be 'greedy' or 'beam', got {val_decoding!r}")
-        self.save_hyperparameters()
-        self.teacher_forcing = TeacherForcingSchedule(
-            teacher_forcing, k=teacher_forcing_k, c=teacher_forcing_c, minimum=teacher_forcing_min
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}.")
+        self.save_plain_hyperparameters()
+        self.teacher_forcing = (
+            teacher_forcing if isinstance(teacher_forcing, TeacherForcingSchedule)
+            else build(teacher_forcing, what="teacher_forcing")
         )
         self.source_embedding = nn.Embedding(len(source_tokens), embedding_size, padding_idx=PAD_ID)
         init_embedding_(self.source_embedding)
-        self.embedding_dropout = nn.Dropout(dropout)
-        self.encoder = RNNEncoder(
-            embedding_size,
-            encoder_hidden_size,
-            num_layers=encoder_layers,
-            cell=cell,
-            bidirectional=bidirectional,
-            dropout=dropout,
-        )
-        self.decoder = AttentionDecoder(
-            vocab_size=len(target_tokens),
-            encoder_size=self.encoder.output_size,
-            encoder_state_size=self.encoder.output_size,
-            embedding_size=embedding_size,
-            hidden_size=decoder_hidden_size,
-            num_layers=decoder_layers,
-            cell=cell,
-            attention=attention,
-            input_feeding=input_feeding,
-            dropout=dropout,
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.encoder = check_recurrent_layer(build(encoder, embedding_size, what="encoder"), "Seq2SeqModel.encoder")
+        self.decoder = build(
+            decoder, len(target_tokens), self.encoder.output_size, self.encoder.output_size, what="decoder"
         )
         self.source_index = {token: i for i, token in enumerate(source_tokens)}
-        self.step_normalizer = EffectiveBatchNormalizer()
-        self.val_metrics = _error_rates("val/")
+        self.val_metrics = _error_rates("val/", stress_marked)
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
-        self.test_metrics = _error_rates("test/")
-        self.test_greedy_metrics = _error_rates("test/greedy_")
+        self.test_metrics = _error_rates("test/", stress_marked)
+        self.test_greedy_metrics = _error_rates("test/greedy_", stress_marked)
         self.test_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         # Summed states, so the DDP loss covers every rank's words exactly (see seqlit.metrics.mean).
         self.eval_losses = nn.ModuleDict({"val": MeanPerTarget(), "test": MeanPerTarget()})  # per target token
@@ -140,11 +132,11 @@ class Seq2SeqModel(pl.LightningModule):
     def encode(self, sources: Tensor, source_lengths: Tensor, source_mask: Tensor) -> tuple[Memory, DecoderState]:
         """sources (B, S) -> attention memory and the decoder's initial state."""
         embedded = self.embedding_dropout(self.source_embedding(sources))  # (B, S, E)
-        encoded = self.encoder(embedded, source_lengths)  # outputs (B, S, D*H)
-        directions = self.encoder.num_directions
-        final = encoded.hidden[-directions:]  # (D, B, H): top layer, every direction
+        outputs, state = self.encoder(embedded, source_lengths)  # (B, S, D*H)
+        directions = 2 if self.encoder.bidirectional else 1
+        final = state[0][-directions:]  # (D, B, H): hidden state of the top layer, every direction
         final = final.transpose(0, 1).reshape(sources.shape[0], -1)  # (B, D*H)
-        memory = self.decoder.memory(encoded.outputs, source_mask)
+        memory = self.decoder.memory(outputs, source_mask)
         return memory, self.decoder.initial_state(final)
 
     def forward(self, batch: Seq2SeqBatch, teacher_forcing_prob: float = 1.0) -> DecoderOutput:
@@ -182,9 +174,6 @@ class Seq2SeqModel(pl.LightningModule):
         self.log("train/teacher_forcing_prob", probability, batch_size=batch.batch_size, on_step=True, on_epoch=False)
         return summed  # divided by the real target tokens of the whole step after backward
 
-    def on_after_backward(self) -> None:
-        self.step_normalizer.on_after_backward(self)
-
     # ---- evaluation --------------------------------------------------------------------------------
     def validation_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
         memory, state = self._evaluate_loss("val", batch, self.val_perplexity)
@@ -201,7 +190,7 @@ class Seq2SeqModel(pl.LightningModule):
 
     def predict_step(self, batch: Seq2SeqBatch, batch_idx: int) -> dict[str, Any]:
         hypotheses = self.decode(batch, "beam")
-        return {"index": batch.indices, "prediction": [" ".join(self.target_symbols(ids)) for ids in hypotheses.as_lists()]}
+        return {"index": batch.indices, "prediction": [self.target_text(ids) for ids in hypotheses.as_lists()]}
 
     def _evaluate_loss(self, stage: str, batch: Seq2SeqBatch, perplexity: Perplexity) -> tuple[Memory, DecoderState]:
         """Encodes once, logs the teacher-forced loss and perplexity, and returns the encoding for decoding."""
@@ -234,11 +223,21 @@ class Seq2SeqModel(pl.LightningModule):
         tokens: list[str] = self.hparams.target_tokens
         return [tokens[i] for i in ids]
 
+    def target_text(self, ids: list[int] | tuple[int, ...]) -> str:
+        """Target ids as text: symbols joined by spaces (tokens) or directly (characters)."""
+        separator = "" if self.hparams.target_unit == "char" else " "
+        return separator.join(self.target_symbols(ids))
+
+    def source_symbols(self, text: str) -> list[str]:
+        """A source text split as the training data was: characters, or whitespace-separated tokens."""
+        return list(text) if self.hparams.source_unit == "char" else text.split()
+
     def encode_words(self, words: list[str]) -> tuple[Tensor, Tensor, Tensor]:
-        """Characters -> (sources (B, S), lengths (B,), mask (B, S)); unknown characters become UNK."""
-        if not words or any(len(word) == 0 for word in words):
-            raise ValueError("encode_words needs non-empty words")
-        ids = [[self.source_index.get(char, UNK_ID) for char in word] for word in words]
+        """Source texts -> (sources (B, S), lengths (B,), mask (B, S)); unknown symbols become UNK."""
+        symbols = [self.source_symbols(word) for word in words]
+        if not words or any(len(row) == 0 for row in symbols):
+            raise ValueError("encode_words needs non-empty source texts")
+        ids = [[self.source_index.get(symbol, UNK_ID) for symbol in row] for row in symbols]
         lengths = torch.tensor([len(row) for row in ids])
         sources = torch.full((len(ids), int(lengths.max())), PAD_ID, dtype=torch.long)
         for row, tokens in enumerate(ids):
@@ -270,17 +269,11 @@ class Seq2SeqModel(pl.LightningModule):
             self.train(was_training)
 
     # ---- optimisation and checkpoints --------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_from_hparams(self)
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuses a checkpoint trained with other vocabularies: its ids would mean other symbols."""
         saved = checkpoint.get("hyper_parameters", {})
         for key in ("source_tokens", "target_tokens"):
-            if key in saved and list(saved[key]) != list(self.hparams[key]):
-                raise CheckpointMismatchError(
-                    f"the checkpoint was trained with a different {key.split('_')[0]} vocabulary "
-                    f"({len(saved[key])} symbols, e.g. {list(saved[key])[4:14]}) than this model "
-                    f"({len(self.hparams[key])} symbols, e.g. {list(self.hparams[key])[4:14]}); use the "
-                    "training run's dictionary and data settings, or train a new model."
-                )
+            check_checkpoint_matches(
+                f"the {key.split('_')[0]} vocabulary", saved.get(key), self.hparams[key],
+                fix="use the training run's data and data settings, or train a new model.",
+            )

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seqlit.callbacks.grad_norm import GradNormMonitor
 from seqlit.data.collate import Sample, SequenceCollator
-from seqlit.tasks.classifier import SequenceClassifier
+from tests.builders import classifier
 
 VOCAB, INPUT, HIDDEN, STEPS = 10, 4, 3, 5
 CLIP = 0.01  # tiny, so clipping really happens on every step
@@ -439,7 +439,7 @@ def test_sequence_classifier_keys(tmp_path: Path) -> None:
         {"index": i, "inputs": torch.randn(3 + i % 4, 3), "target": torch.tensor(i % 2)} for i in range(16)
     ]
     data = DataLoader(samples, batch_size=4, collate_fn=SequenceCollator())
-    model = SequenceClassifier(n_features=3, n_classes=2, cell="lstm", bidirectional=True, pooling="attention")
+    model = classifier(3, 2, cell="lstm", bidirectional=True, pooling="attention")
     trainer = _fit(model, tmp_path, [GradNormMonitor(log_every_n_steps=1)], data=data, max_steps=2)
     keys = [
         "grad/norm_total",

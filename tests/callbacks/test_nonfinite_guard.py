@@ -11,18 +11,20 @@ from seqlit.callbacks.nonfinite_guard import NonFiniteGuard
 from seqlit.data.collate import Sample, SequenceCollator
 from seqlit.errors import NonFiniteLossError
 from seqlit.tasks.classifier import SequenceClassifier
+from tests.builders import spec
 
 
 class _PoisonedClassifier(SequenceClassifier):
     """Returns a NaN loss on the chosen global steps."""
 
     def __init__(self, poisoned_steps: set[int]) -> None:
-        super().__init__(n_features=3, n_classes=2, dropout=0.0)
+        super().__init__(3, 2, encoder=spec("seqlit.nn.RNNEncoder", bidirectional=True),
+                         head=spec("seqlit.nn.ClassificationHead", dropout=0.0))
         self.poisoned_steps = poisoned_steps
         self.weights_at_step: dict[int, torch.Tensor] = {}
 
     def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
-        self.weights_at_step[self.global_step] = self.head.weight.detach().clone()
+        self.weights_at_step[self.global_step] = self.head.layers[-1].weight.detach().clone()
         loss = super().training_step(batch, batch_idx)
         return loss * float("nan") if self.global_step in self.poisoned_steps else loss
 
@@ -60,7 +62,7 @@ def test_nan_step_leaves_weights_and_optimizer_untouched(tmp_path: Path) -> None
     trainer.fit(model, _loader())
     # Lightning counts a skipped step as a step, so the weights seen at steps 3 and 4 are equal.
     assert torch.equal(model.weights_at_step[3], model.weights_at_step[4])
-    adam_state = trainer.optimizers[0].state[model.head.weight]
+    adam_state = trainer.optimizers[0].state[model.head.layers[-1].weight]
     assert int(adam_state["step"]) == 4  # five steps, one skipped: moments saw four updates
 
 
@@ -69,7 +71,7 @@ def test_consecutive_nans_stop_training_and_keep_last_good_checkpoint(tmp_path: 
     with pytest.raises(NonFiniteLossError, match=r"global step 6 .*3 consecutive"):
         _trainer(tmp_path, NonFiniteGuard(max_consecutive=3), max_steps=20).fit(model, _loader())
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
-    saved = last["state_dict"]["head.weight"]
+    saved = last["state_dict"]["head.layers.1.weight"]
     assert torch.isfinite(saved).all()
     # the newest checkpoint holds the weights of the last good step
     torch.testing.assert_close(saved, model.weights_at_step[4])

@@ -169,9 +169,10 @@ def test_max_length_caps_decoding() -> None:
 
 def test_state_select_and_memory_repeat_follow_rows() -> None:
     hidden = torch.arange(2 * 3 * 2, dtype=torch.float).view(2, 3, 2)
-    state = DecoderState(hidden, hidden + 100, torch.arange(6, dtype=torch.float).view(3, 2))
+    state = DecoderState((hidden, hidden + 100), torch.arange(6, dtype=torch.float).view(3, 2))
     picked = state.select(torch.tensor([2, 0]))
     assert torch.equal(picked.hidden[:, 0], hidden[:, 2]) and torch.equal(picked.feed[1], state.feed[0])
+    assert torch.equal(picked.rnn[1][:, 1], hidden[:, 0] + 100)
     memory = Memory(torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
     repeated = memory.repeat(3)
     assert repeated.keys.shape == (6, 3, 4) and torch.equal(repeated.keys[2], memory.keys[0])

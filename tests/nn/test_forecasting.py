@@ -18,8 +18,8 @@ def _contexts(lengths: list[int], features: int = 2, seed: int = 0) -> list[torc
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_forecast_does_not_depend_on_batch_padding(network: str, cell: str) -> None:
     torch.manual_seed(0)
-    model = (DirectForecaster(2, horizon=4, hidden_size=8, cell=cell, n_outputs=3) if network == "direct"
-             else EncoderDecoderForecaster(2, horizon=4, hidden_size=8, cell=cell, n_outputs=3, point_index=1))
+    model = (DirectForecaster(2, horizon=4, quantiles=[0.1, 0.5, 0.9], hidden_size=8, cell=cell) if network == "direct"
+             else EncoderDecoderForecaster(2, horizon=4, quantiles=[0.1, 0.5, 0.9], hidden_size=8, cell=cell))
     model.eval()
     contexts = _contexts([3, 9, 5])
     batched = model(pad_sequences(contexts, 0.0), torch.tensor([3, 9, 5]))  # (3, 4, 3)
@@ -33,7 +33,7 @@ def test_forecast_does_not_depend_on_batch_padding(network: str, cell: str) -> N
 def test_teacher_forced_decoder_fed_its_own_forecasts_equals_free_running(cell: str) -> None:
     """The fused all-steps path and the step loop are the same computation."""
     torch.manual_seed(0)
-    model = EncoderDecoderForecaster(2, horizon=5, hidden_size=8, cell=cell, n_outputs=1)
+    model = EncoderDecoderForecaster(2, horizon=5, hidden_size=8, cell=cell)
     model.eval()
     inputs, lengths = pad_sequences(_contexts([6, 4]), 0.0), torch.tensor([6, 4])
     free = model(inputs, lengths)  # (2, 5, 1) step by step, fed its own forecasts

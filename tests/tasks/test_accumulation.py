@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seqlit.data.collate import Sample, SequenceCollator
-from seqlit.tasks.classifier import SequenceClassifier
+from tests.builders import classifier
 
 MICRO_BATCHES = [[0, 1, 2, 3, 4], [5, 6], [7]]  # unequal sizes, as bucketing produces
 
@@ -29,7 +29,7 @@ def _samples() -> list[Sample]:
 
 def _grads(batches: list[list[int]], accumulate: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    model = SequenceClassifier(n_features=4, n_classes=3, dropout=0.0)
+    model = classifier(4, 3, dropout=0.0)
     probe = _GradProbe()
     trainer = pl.Trainer(
         # CPU on purpose: this is an exact-arithmetic check, and GPU kernels (TF32, cuDNN) differ by rounding.
@@ -51,7 +51,7 @@ def test_accumulated_gradient_equals_big_batch_gradient() -> None:
 def test_naive_mean_of_micro_batch_means_would_differ() -> None:
     """What plain averaging gives: the test above would catch it."""
     torch.manual_seed(0)
-    model = SequenceClassifier(n_features=4, n_classes=3, dropout=0.0)
+    model = classifier(4, 3, dropout=0.0)
     samples, collate = _samples(), SequenceCollator()
     total = 0.0
     for indices in MICRO_BATCHES:
@@ -61,4 +61,4 @@ def test_naive_mean_of_micro_batch_means_would_differ() -> None:
     total.backward()
     big = _grads([list(range(8))], accumulate=1)
     with pytest.raises(AssertionError):
-        torch.testing.assert_close(model.head.weight.grad, big["head.weight"], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(model.head.layers[-1].weight.grad, big["head.layers.1.weight"], rtol=1e-5, atol=1e-7)

@@ -7,7 +7,7 @@ from seqlit.data.collate import Sample, SequenceCollator
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from seqlit.errors import CheckpointMismatchError
 from seqlit.tasks.classifier import SequenceClassifier
-from seqlit.tasks.optim import configure_optimizer
+from tests.custom_cells import IndRNNCell
 
 
 def _batch(lengths: list[int], n_features: int = 4):
@@ -15,11 +15,16 @@ def _batch(lengths: list[int], n_features: int = 4):
     return samples, SequenceCollator()(samples)
 
 
+def _encoder(cell: object, **init_args: object) -> dict:
+    return {"class_path": "seqlit.nn.RNNEncoder", "init_args": {"cell": cell, "num_layers": 2, **init_args}}
+
+
 @pytest.mark.parametrize("pooling", ["last", "mean", "attention"])
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "tests.custom_cells.IndRNNCell"])
 def test_logits_do_not_depend_on_batch_padding(pooling: str, cell: str) -> None:
     torch.manual_seed(0)
-    model = SequenceClassifier(n_features=4, n_classes=3, cell=cell, pooling=pooling, num_layers=2).eval()
+    model = SequenceClassifier(n_features=4, n_classes=3, encoder=_encoder(cell, bidirectional=True),
+                               pooling=pooling).eval()
     samples, batch = _batch([5, 1, 9, 3])
     logits = model(batch.inputs, batch.lengths, batch.mask)
     assert logits.shape == (4, 3)
@@ -42,15 +47,21 @@ def test_evaluation_loss_is_the_per_item_mean_over_unequal_batches() -> None:
     assert logged == pytest.approx(float(expected), rel=1e-6)
 
 
-def test_weight_decay_skips_biases_and_schedule_warms_up() -> None:
-    model = SequenceClassifier(n_features=4, n_classes=3, weight_decay=0.1, lr=0.01, warmup_fraction=0.1)
-    config = configure_optimizer(model, "adamw", 0.01, 0.1, total_steps=100, warmup_fraction=0.1, min_lr_ratio=0.0)
-    decay, no_decay = config["optimizer"].param_groups
-    assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
-    assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
-    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == sum(p.numel() for p in model.parameters())
-    assert config["lr_scheduler"]["interval"] == "step"
-    assert config["optimizer"].param_groups[0]["lr"] < 0.01  # warming up
+def test_parts_can_be_classes_partials_or_specs_and_hparams_stay_plain_data() -> None:
+    """From Python, a part may be given as a class or a partial; the saved hyperparameters are specs, so a
+    checkpoint holds plain data and rebuilds the same model."""
+    import functools
+
+    from seqlit.nn import RNNEncoder
+
+    model = SequenceClassifier(4, 3, encoder=functools.partial(RNNEncoder, hidden_size=8, cell=IndRNNCell))
+    assert model.hparams.encoder == {
+        "class_path": "seqlit.nn.encoders.RNNEncoder",
+        "init_args": {"hidden_size": 8, "cell": {"class_path": "tests.custom_cells.IndRNNCell", "init_args": {}}},
+    }
+    rebuilt = SequenceClassifier(**model.hparams)
+    assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
+    assert isinstance(rebuilt.encoder.cells[0], IndRNNCell)
 
 
 def test_checkpoint_with_other_classes_is_refused() -> None:

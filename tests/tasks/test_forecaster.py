@@ -15,6 +15,7 @@ from seqlit.data.datamodules.forecasting import ForecastingDataModule
 from seqlit.errors import CheckpointMismatchError, SeqlitError
 from seqlit.tasks.forecaster import Forecaster
 from seqlit.types import ForecastBatch
+from tests.builders import forecaster
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
@@ -53,7 +54,7 @@ def test_quantiles_must_include_the_median_and_need_the_quantile_loss() -> None:
 
 def test_checkpoint_for_another_horizon_is_refused() -> None:
     model = Forecaster(n_features=1, horizon=6)
-    with pytest.raises(CheckpointMismatchError, match="horizon=4"):
+    with pytest.raises(CheckpointMismatchError, match="horizon 4 but this run has 6"):
         model.on_load_checkpoint({"hyper_parameters": {"horizon": 4, "n_features": 1, "network": "direct"}})
 
 
@@ -68,7 +69,7 @@ def test_gru_learns_m1_yearly_and_beats_the_naive_forecast(network: str) -> None
     pl.seed_everything(0)
     datamodule = ForecastingDataModule()
     extra = {"teacher_forcing": "linear", "teacher_forcing_c": 0.005} if network == "encoder_decoder" else {}
-    model = Forecaster(datamodule.n_features, datamodule.horizon, network=network, hidden_size=32, **extra)
+    model = forecaster(datamodule.n_features, datamodule.horizon, network=network, hidden_size=32, **extra)
     trainer = pl.Trainer(max_epochs=4, gradient_clip_val=1.0, **QUIET)
     trainer.fit(model, datamodule=datamodule)
     mase = trainer.test(model, datamodule=datamodule, verbose=False)[0]["test/mase"]
@@ -81,7 +82,7 @@ def test_gru_learns_m1_yearly_and_beats_the_naive_forecast(network: str) -> None
 def test_quantile_forecaster_logs_interval_coverage() -> None:
     pl.seed_everything(0)
     datamodule = ForecastingDataModule()
-    model = Forecaster(1, 6, hidden_size=16, loss="quantile", quantiles=[0.1, 0.5, 0.9])
+    model = forecaster(1, 6, hidden_size=16, loss="quantile", quantiles=[0.1, 0.5, 0.9])
     trainer = pl.Trainer(max_epochs=2, limit_train_batches=10, **QUIET)
     trainer.fit(model, datamodule=datamodule)
     results = trainer.test(model, datamodule=datamodule, verbose=False)[0]

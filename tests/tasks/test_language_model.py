@@ -16,6 +16,7 @@ from seqlit.errors import CheckpointMismatchError
 from seqlit.nn.language_model import detach_state
 from seqlit.tasks.language_model import LanguageModel
 from seqlit.types import EOS_ID, SPECIAL_TOKENS, LMBatch
+from tests.builders import language_model
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 10
 NO_DROPOUT = dict(embedding_dropout=0.0, input_dropout=0.0, hidden_dropout=0.0, output_dropout=0.0, weight_drop=0.0)
@@ -27,7 +28,7 @@ def _model(cell: str = "lstm", **overrides: Any) -> LanguageModel:
         num_layers=2, warmup_fraction=0.0, **NO_DROPOUT,
     )
     settings.update(overrides)
-    return LanguageModel(**settings)
+    return language_model(**settings)
 
 
 def _stream(model: LanguageModel, batch_size: int = 3) -> torch.Tensor:
@@ -181,7 +182,7 @@ def test_checkpoint_stores_the_tokenizer_and_refuses_another(tmp_path: Path) -> 
     with pytest.raises(CheckpointMismatchError, match="embedding has"):
         LanguageModel.load_from_checkpoint(path, tokenizer=bigger)
     same_size = fit_tokenizer("char", [TEXT.replace("g", "x")]).state_dict()  # as many tokens, one differs
-    with pytest.raises(CheckpointMismatchError, match="tokenizer of"):
+    with pytest.raises(CheckpointMismatchError, match="the vocabulary"):
         _model(tokenizer=same_size).on_load_checkpoint(torch.load(path, weights_only=True))
     assert path.stat().st_size == size  # the refused checkpoint is left as it was
 

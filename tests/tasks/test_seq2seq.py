@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from seqlit.errors import CheckpointMismatchError
 from seqlit.tasks.seq2seq import Seq2SeqModel
 from seqlit.types import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, SPECIAL_TOKENS, Seq2SeqBatch
+from tests.builders import seq2seq
 
 LETTERS = list("abcdef")
 PHONES = {"a": ["AA1"], "b": ["B"], "c": ["K", "S"], "d": ["D"], "e": ["IY0"], "f": ["F"]}
@@ -55,10 +56,10 @@ def _loader(pairs: list[tuple[str, list[str]]], batch_size: int) -> DataLoader:
 def _model(**overrides: object) -> Seq2SeqModel:
     settings: dict[str, object] = dict(
         embedding_size=16, encoder_hidden_size=32, encoder_layers=1, decoder_hidden_size=32,
-        dropout=0.0, label_smoothing=0.0, lr=1e-2, beam_size=3, warmup_fraction=0.0,
+        dropout=0.0, label_smoothing=0.0, lr=1e-2, beam_size=3, warmup_fraction=0.0, stress_marked=True,
     )
     settings.update(overrides)
-    return Seq2SeqModel(SOURCE_TOKENS, TARGET_TOKENS, **settings)  # type: ignore[arg-type]
+    return seq2seq(SOURCE_TOKENS, TARGET_TOKENS, **settings)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("input_feeding", [False, True])
@@ -109,10 +110,10 @@ def test_checkpoint_with_another_vocabulary_is_refused(tmp_path) -> None:
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     size = path.stat().st_size
-    other = Seq2SeqModel(SOURCE_TOKENS + ["g"], TARGET_TOKENS, embedding_size=16, encoder_hidden_size=32,
-                         encoder_layers=1, decoder_hidden_size=32)
+    other = seq2seq(SOURCE_TOKENS + ["g"], TARGET_TOKENS, embedding_size=16, encoder_hidden_size=32,
+                    encoder_layers=1, decoder_hidden_size=32)
     checkpoint = torch.load(path, weights_only=False)
-    with pytest.raises(CheckpointMismatchError, match="different source vocabulary"):
+    with pytest.raises(CheckpointMismatchError, match="the source vocabulary"):
         other.on_load_checkpoint(checkpoint)
     assert path.stat().st_size == size  # the refused checkpoint is untouched
 
@@ -125,7 +126,8 @@ def test_rejects_vocabularies_without_special_tokens() -> None:
 def test_error_rate_collection_keeps_stress_variants_apart() -> None:
     from seqlit.tasks.seq2seq import _error_rates
 
-    metrics = _error_rates("val/")
+    assert set(_error_rates("val/", stress_marked=False)) == {"val/wer", "val/per"}  # generic targets: exact match
+    metrics = _error_rates("val/", stress_marked=True)
     # first batch: every word wrong either way, so the states of both WERs are equal ...
     metrics.update([["K", "AE1", "T"]], [[("D", "AO1", "G")]])
     # ... second batch: right without stress, wrong with stress

@@ -1,0 +1,36 @@
+"""Output heads: from one pooled vector per sequence to class logits."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from seqlit.nn.dropout import check_probability
+from seqlit.nn.init import init_linear_
+
+__all__ = ["ClassificationHead"]
+
+
+class ClassificationHead(nn.Module):
+    """Dropout, then a linear layer (or a one-hidden-layer MLP with `hidden_size`) to class logits.
+
+    Built as `ClassificationHead(input_size, n_classes, ...)` by the classifier, so YAML can swap it
+    (`head: {class_path: my_heads.MyHead, init_args: {...}}`) for any module with that signature.
+    """
+
+    def __init__(self, input_size: int, n_classes: int, hidden_size: int | None = None, dropout: float = 0.2) -> None:
+        super().__init__()
+        check_probability("head dropout", dropout)
+        if hidden_size is not None and hidden_size < 1:
+            raise ValueError(f"head hidden_size must be >= 1 or null, got {hidden_size}.")
+        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        if hidden_size:
+            hidden = nn.Linear(input_size, hidden_size)
+            init_linear_(hidden)
+            layers += [hidden, nn.ReLU(), nn.Dropout(dropout)]
+        output = nn.Linear(hidden_size or input_size, n_classes)
+        init_linear_(output)
+        self.layers = nn.Sequential(*layers, output)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        """pooled (B, D*H) -> logits (B, C)."""
+        return self.layers(pooled)

@@ -2,7 +2,7 @@
 
 For each data set, one training epoch is run with each batching at the same batch size:
 
-- random: `DataLoader(shuffle=True)`, fixed batch size (what `data.bucketing: false` gives);
+- random: `DataLoader(shuffle=True)`, fixed batch size (what `data.loader.bucketing: false` gives);
 - bucketed: seqlit's `BucketBatchSampler` (the default of every seqlit data module);
 
 both built by `seqlit.data.datamodules.loaders.length_bucketed_loader`, as the data modules do.
@@ -52,6 +52,7 @@ from seqlit.data.datamodules.loaders import length_bucketed_loader
 from seqlit.data.datamodules.seq2seq import Seq2SeqDataModule
 from seqlit.data.sources import load_japanese_vowels
 from seqlit.nn.encoders import RNNEncoder
+from seqlit.padding import padding_fraction
 from seqlit.types import PAD_ID, SeqBatch
 
 # Helpers of the other benchmarks (scripts run from benchmarks/, which is then on sys.path).
@@ -95,7 +96,7 @@ class EpochStats:
 
     @property
     def padding_ratio(self) -> float:
-        return self.pad_tokens / (self.real_tokens + self.pad_tokens)
+        return padding_fraction(self.real_tokens, self.pad_tokens)
 
     @property
     def batch_share(self) -> float:

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqlit.callbacks.padding_ratio import random_batching_padding_ratio
-from seqlit.data.bucketing import padding_ratio
-from seqlit.data.datamodules.loaders import resolve_num_workers
-from seqlit.nn.dropout import WeightDrop
+from seqlit.data.datamodules.base import LoaderSettings
+from seqlit.data.datamodules.loaders import resolve_num_workers, resolve_pin_memory
 from seqlit.nn.decoders import AttentionDecoder
+from seqlit.nn.dropout import WeightDrop
 from seqlit.nn.encoders import RNNEncoder
+from seqlit.padding import compare_with_random_batching
 
 HIGH_PADDING = 0.3
 
@@ -119,17 +119,17 @@ def padding(datamodule: Any, diagnosis: Diagnosis) -> None:
     if lengths is None or batch_sampler is None:
         diagnosis.facts.append(("padding", "none: batches are fixed-length chunks (no padding)"))
         return
-    lengths = np.asarray(lengths, dtype=np.int64)
     batches = [list(batch) for batch in batch_sampler]
-    ratio = padding_ratio(lengths.tolist(), batches)  # the sampler's own figure, so reports agree to the digit
-    mean_batch = max(1, round(len(lengths) / max(1, len(batches))))
-    random_ratio = random_batching_padding_ratio(lengths, mean_batch)
-    bucketed = "length-bucketed" if getattr(datamodule, "bucketing", False) else "not bucketed"
-    diagnosis.facts.append(("padding", f"{ratio:.1%} of the padded training grid ({bucketed}, {len(batches)} batches); "
-                                       f"random batching would give {random_ratio:.1%}"))
+    # The sampler's own batches, through the functions the collates and the monitor use: reports agree to the digit.
+    comparison = compare_with_random_batching(np.asarray(lengths, dtype=np.int64), batches)
+    ratio, random_ratio = comparison.ratio, comparison.random_ratio
+    # What the loader does, not what a config says: a BucketBatchSampler sorting by length buckets.
+    bucketed = "length-bucketed" if getattr(batch_sampler, "sort_by_length", False) else "not bucketed"
+    diagnosis.facts.append(("padding", f"{ratio:.1%} of the padded training grid ({bucketed}, {comparison.n_batches} "
+                                       f"batches); random batching would give {random_ratio:.1%}"))
     if ratio > HIGH_PADDING:
         diagnosis.warnings.append(
-            f"{ratio:.0%} of every training batch is padding; turn on data.bucketing (random batching gives "
+            f"{ratio:.0%} of every training batch is padding; turn on data.loader.bucketing (random batching gives "
             f"{random_ratio:.0%} here) so the compute goes to real steps."
         )
 
@@ -140,16 +140,20 @@ def run_settings(trainer: Any, datamodule: Any, model: nn.Module, diagnosis: Dia
     precision = str(trainer.precision)
     diagnosis.facts.append(("device", f"{device_type} × {trainer.world_size} process(es)"))
     diagnosis.facts.append(("precision", precision))
-    batch_size = getattr(datamodule, "batch_size", None)
+    # seqlit data modules carry their LoaderSettings; another LightningDataModule gets the automatic defaults.
+    settings = getattr(datamodule, "loader", None)
+    settings = settings if isinstance(settings, LoaderSettings) else None
     accumulate = trainer.accumulate_grad_batches
-    if batch_size is not None:
+    if settings is not None:
+        batch_size = settings.batch_size
         effective = batch_size * accumulate * trainer.world_size
         diagnosis.facts.append(("effective batch", f"{effective} sequences = {batch_size} per batch × {accumulate} "
                                                    f"accumulated × {trainer.world_size} process(es)"))
-    if getattr(datamodule, "max_tokens", None):
-        diagnosis.facts.append(("token cap", f"{datamodule.max_tokens} padded steps per batch"))
-    workers = resolve_num_workers(getattr(datamodule, "num_workers", None))
-    diagnosis.facts.append(("loader", f"{workers} worker process(es), pin_memory={getattr(datamodule, 'pin_memory', None)}"))
+        if settings.max_tokens:
+            diagnosis.facts.append(("token cap", f"{settings.max_tokens} padded steps per batch"))
+    workers = resolve_num_workers(None if settings is None else settings.num_workers)
+    pin_memory = resolve_pin_memory(None if settings is None else settings.pin_memory)
+    diagnosis.facts.append(("loader", f"{workers} worker process(es), pin_memory={pin_memory}"))
     clip = trainer.gradient_clip_val
     algorithm = getattr(trainer.gradient_clip_algorithm, "value", trainer.gradient_clip_algorithm)
     diagnosis.facts.append(("gradient clipping", "off" if not clip else f"{algorithm} at {clip}"))
@@ -168,8 +172,8 @@ def run_settings(trainer: Any, datamodule: Any, model: nn.Module, diagnosis: Dia
             diagnosis.warnings.append(f"hidden sizes {odd} are not multiples of 8: cuDNN cannot use tensor cores for "
                                       "them in 16-bit precision.")
     if device_type == "cuda" and workers == 0:
-        diagnosis.warnings.append("data.num_workers is 0 on a GPU: batches are built between steps while the GPU "
-                                  "waits; leave num_workers unset (automatic) or set 2-4.")
+        diagnosis.warnings.append("data.loader.num_workers is 0 on a GPU: batches are built between steps while the "
+                                  "GPU waits; leave num_workers unset (automatic) or set 2-4.")
     schedule = getattr(model, "teacher_forcing", None)
     kind = getattr(schedule, "kind", "constant")
     if kind != "constant" and hasattr(model, "decoder"):

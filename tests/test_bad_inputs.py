@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from seqlit.cli import main
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from seqlit.data.datamodules.forecasting import ForecastingDataModule
 from seqlit.data.datamodules.language_model import LanguageModelDataModule
@@ -86,7 +87,7 @@ def forecaster(path: Path, **overrides: Any) -> Callable[[], Any]:
 
 
 def language_model(*paths: Path, **overrides: Any) -> Callable[[], Any]:
-    settings = {"batch_size": 2, "eval_batch_size": 1, "bptt": 5, **overrides}
+    settings = {"loader": LoaderSettings(batch_size=2, eval_batch_size=1), "bptt": 5, **overrides}
 
     def build() -> LanguageModelDataModule:
         module = LanguageModelDataModule(corpus="files", paths=[str(p) for p in paths], **settings)
@@ -237,7 +238,8 @@ CATALOGUE: dict[str, BadInput] = {
     ),
     "duplicate-entity-time-classification": BadInput(
         lambda tmp: classifier(write_csv(tmp / "data.csv", pd.concat([labelled_frame(), labelled_frame().iloc[[5]]]))),
-        DataError, r"sequence 'p0' has repeated time stamps.*Aggregate duplicates first",
+        DataError,
+        r"sequence 'p0' has repeated time stamps \(\d+ occurs more than once\).*Aggregate the duplicates first",
     ),
     "time-mixes-numbers-and-text": BadInput(
         lambda tmp: classifier(write_csv(tmp / "data.csv", _spoiled(labelled_frame(), 2, "time", "yesterday"))),
@@ -281,7 +283,7 @@ CATALOGUE: dict[str, BadInput] = {
     ),
     "checkpoint-other-classes": BadInput(
         _classification_state_mismatch,
-        CheckpointMismatchError, r"trained with classes \['p', 'q'\].*now has \['p', 'z'\].*start a new run",
+        CheckpointMismatchError, r"trained with classes \['p', 'q'\] but this run has \['p', 'z'\].*start a new run",
     ),
     # -- forecasting panels -----------------------------------------------------------------------------------
     "target-nan": BadInput(
@@ -294,7 +296,8 @@ CATALOGUE: dict[str, BadInput] = {
     ),
     "duplicate-entity-time-forecasting": BadInput(
         lambda tmp: forecaster(write_csv(tmp / "panel.csv", pd.concat([panel_frame(), panel_frame().iloc[[3]]]))),
-        DataError, r"entity 'e0' has the time stamp 2003 more than once.*Aggregate the duplicates first",
+        DataError,
+        r"entity 'e0' has repeated time stamps \(2003 occurs more than once\).*Aggregate the duplicates first",
     ),
     "every-entity-a-single-step": BadInput(
         lambda tmp: forecaster(write_csv(tmp / "panel.csv", panel_frame(n_steps=1))),
@@ -310,7 +313,7 @@ CATALOGUE: dict[str, BadInput] = {
     ),
     "checkpoint-other-horizon": BadInput(
         _forecasting_state_mismatch,
-        CheckpointMismatchError, r"the checkpoint's data had horizon=3, this run has 2; use the data settings",
+        CheckpointMismatchError, r"trained with data\.horizon 3 but this run has 2; use the data settings",
     ),
     # -- language-model text corpora --------------------------------------------------------------------------
     "corpus-empty-file": BadInput(
@@ -322,7 +325,7 @@ CATALOGUE: dict[str, BadInput] = {
         DataError, r"have no text: .*remove them from the list",
     ),
     "corpus-too-few-tokens-for-the-streams": BadInput(
-        lambda tmp: language_model(_text(tmp / "small.txt", "ab\n" * 30), batch_size=64),
+        lambda tmp: language_model(_text(tmp / "small.txt", "ab\n" * 30), loader=LoaderSettings(batch_size=64)),
         DataError, r"train split: \d+ tokens cannot fill 64 streams.*use a smaller batch size",
     ),
     "corpus-too-short-to-split": BadInput(
@@ -356,7 +359,8 @@ CATALOGUE: dict[str, BadInput] = {
     ),
     "checkpoint-other-vocabulary": BadInput(
         _g2p_vocabulary_mismatch,
-        CheckpointMismatchError, r"different source vocabulary.*use the same dictionary.*or start a new run",
+        CheckpointMismatchError,
+        r"trained with source vocabulary .* but this run has .*Use the same dictionary.*or start a new run",
     ),
 }
 

@@ -40,6 +40,7 @@ from seqlit.data.collate import Sample, SequenceCollator
 from seqlit.data.datamodules import (
     ForecastingDataModule,
     LanguageModelDataModule,
+    LoaderSettings,
     Seq2SeqDataModule,
     SequenceClassificationDataModule,
 )
@@ -156,7 +157,7 @@ def _write_panel(workdir: Path) -> None:
 def _classification(workdir: Path, world_size: int) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     data = SequenceClassificationDataModule(
         dataset="long_format", train_path=str(workdir / "sequences.csv"), predict_path=str(workdir / "sequences.csv"),
-        val_fraction=0.15, test_fraction=0.15, batch_size=8,
+        val_fraction=0.15, test_fraction=0.15, loader=LoaderSettings(batch_size=8),
     )
     return data, classifier(data.n_features, data.n_classes, data.classes, hidden_size=8)
 
@@ -164,7 +165,8 @@ def _classification(workdir: Path, world_size: int) -> tuple[pl.LightningDataMod
 def _seq2seq(workdir: Path, world_size: int) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     data = Seq2SeqDataModule(
         dataset="pronunciation_file", train_path=str(workdir / "dictionary.txt"),
-        predict_path=str(workdir / "words.txt"), val_fraction=0.1, test_fraction=0.1, batch_size=16, eval_batch_size=4,
+        predict_path=str(workdir / "words.txt"), val_fraction=0.1, test_fraction=0.1,
+        loader=LoaderSettings(batch_size=16, eval_batch_size=4),
     )
     model = seq2seq(data.source_tokens, data.target_tokens, embedding_size=8, encoder_hidden_size=8,
                     encoder_layers=1, decoder_hidden_size=16, beam_size=2, max_decode_length=12)
@@ -173,8 +175,8 @@ def _seq2seq(workdir: Path, world_size: int) -> tuple[pl.LightningDataModule, pl
 
 def _language_model(workdir: Path, world_size: int) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     data = LanguageModelDataModule(
-        corpus="files", paths=[str(workdir / "corpus.txt")], batch_size=2,
-        eval_batch_size=LM_EVAL_STREAMS * WORLD_SIZE // world_size, bptt=25, val_fraction=0.1, test_fraction=0.1,
+        corpus="files", paths=[str(workdir / "corpus.txt")], bptt=25, val_fraction=0.1, test_fraction=0.1,
+        loader=LoaderSettings(batch_size=2, eval_batch_size=LM_EVAL_STREAMS * WORLD_SIZE // world_size),
         prompts=["line 0", "line 1", "li"],
     )
     model = language_model(data.tokenizer_state, embedding_size=8, hidden_size=8, num_layers=2, sample_length=8)
@@ -183,7 +185,7 @@ def _language_model(workdir: Path, world_size: int) -> tuple[pl.LightningDataMod
 
 def _forecasting(workdir: Path, world_size: int) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     data = ForecastingDataModule(dataset="long_format", path=str(workdir / "panel.csv"), horizon=3, scaling="series",
-                                 batch_size=32)
+                                 loader=LoaderSettings(batch_size=32))
     return data, forecaster(data.n_features, data.horizon, data.seasonality, hidden_size=8)
 
 
@@ -377,13 +379,13 @@ def test_two_rank_accumulated_step_equals_one_process_step_on_the_union(tmp_path
 
 def _resumable_classification(workdir: Path) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     data = SequenceClassificationDataModule(dataset="long_format", train_path=str(workdir / "sequences.csv"),
-                                            val_fraction=0.15, test_fraction=0.15, batch_size=8)
+                                            val_fraction=0.15, test_fraction=0.15, loader=LoaderSettings(batch_size=8))
     return data, classifier(data.n_features, data.n_classes, data.classes, hidden_size=8, dropout=0.3)
 
 
 def _resumable_language_model(workdir: Path) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    data = LanguageModelDataModule(corpus="files", paths=[str(workdir / "corpus.txt")], batch_size=2,
-                                   eval_batch_size=2, bptt=40, val_fraction=0.1, test_fraction=0.1)
+    data = LanguageModelDataModule(corpus="files", paths=[str(workdir / "corpus.txt")], bptt=40, val_fraction=0.1,
+                                   test_fraction=0.1, loader=LoaderSettings(batch_size=2, eval_batch_size=2))
     # Dropout everywhere, so the resumed run matches only with this rank's own generator states.
     return data, language_model(data.tokenizer_state, embedding_size=8, hidden_size=8, num_layers=2)
 

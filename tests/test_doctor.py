@@ -37,13 +37,13 @@ def test_bucketed_packed_classifier_is_on_the_fast_path(capsys: pytest.CaptureFi
 
 def test_settings_that_leave_the_fast_path_are_flagged() -> None:
     diagnosis = diagnose(["--config", str(REPO / "configs/japanese_vowels_lstm.yaml"),
-                          "--data.init_args.bucketing", "false", "--data.init_args.batch_size", "64",
+                          "--data.init_args.loader.bucketing", "false", "--data.init_args.loader.batch_size", "64",
                           "--trainer.gradient_clip_val", "null", "--trainer.accumulate_grad_batches", "4"])
     facts = dict(diagnosis.facts)
     assert facts["effective batch"].startswith("256 sequences = 64 per batch × 4 accumulated")
     padding = float(facts["padding"].split("%")[0]) / 100
     assert padding > 0.3 and "not bucketed" in facts["padding"]
-    assert any("is padding; turn on data.bucketing" in warning for warning in diagnosis.warnings)
+    assert any("is padding; turn on data.loader.bucketing" in warning for warning in diagnosis.warnings)
     assert any("gradient clipping is off" in warning for warning in diagnosis.warnings)
 
 

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from seqlit.callbacks.rng_state import RNGStateCheckpoint
 from seqlit.callbacks.safe_checkpointing import AtomicTorchCheckpointIO, SafeCheckpointing
 from seqlit.cli import SeqlitCLI
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from seqlit.tasks.classifier import SequenceClassifier
 
@@ -46,7 +47,7 @@ class _SendSignal(pl.Callback):
 def _fit(root: Path, extra: list[pl.Callback], ckpt_path: str | None = None, accumulate: int = 1,
          batches: int = BATCHES_PER_EPOCH):
     pl.seed_everything(7)
-    datamodule = SequenceClassificationDataModule(batch_size=16, sampler_seed=3)
+    datamodule = SequenceClassificationDataModule(loader=LoaderSettings(batch_size=16, sampler_seed=3))
     model = classifier(datamodule.n_features, datamodule.n_classes, datamodule.classes, hidden_size=16, dropout=0.3)
     callbacks = [RNGStateCheckpoint(), SafeCheckpointing(), *extra,
                  ModelCheckpoint(dirpath=root, every_n_train_steps=4, save_last=True)]
@@ -203,6 +204,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from seqlit.callbacks.rng_state import RNGStateCheckpoint
 from seqlit.callbacks.safe_checkpointing import SafeCheckpointing
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from tests.builders import classifier
 
@@ -212,7 +214,7 @@ class CtrlCOnRankOne(pl.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 pl.seed_everything(7)
-datamodule = SequenceClassificationDataModule(batch_size=16, sampler_seed=3)
+datamodule = SequenceClassificationDataModule(loader=LoaderSettings(batch_size=16, sampler_seed=3))
 model = classifier(datamodule.n_features, datamodule.n_classes, datamodule.classes, hidden_size=16)
 trainer = pl.Trainer(
     accelerator="cpu", devices=2, strategy="ddp", use_distributed_sampler=False, max_epochs=2,

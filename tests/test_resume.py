@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from seqlit.callbacks.rng_state import RNGStateCheckpoint
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from tests.builders import classifier
 
@@ -31,7 +32,7 @@ class _BatchLog(pl.Callback):
 
 def _fit(root: Path, extra: list[pl.Callback], ckpt_path: str | None = None, rng_state: bool = True):
     pl.seed_everything(7)
-    datamodule = SequenceClassificationDataModule(batch_size=16, sampler_seed=3)
+    datamodule = SequenceClassificationDataModule(loader=LoaderSettings(batch_size=16, sampler_seed=3))
     model = classifier(datamodule.n_features, datamodule.n_classes, datamodule.classes, dropout=0.3)
     batches = _BatchLog()
     callbacks = [batches, *extra, ModelCheckpoint(dirpath=root, every_n_train_steps=7, save_last=True)]

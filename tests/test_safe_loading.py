@@ -23,8 +23,8 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 SHORT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
          "--trainer.limit_test_batches", "1", "--test_after_fit", "false", *QUIET]
 TEXT = "def add(a, b):\n    return a + b\n\nThe with statement wraps a block.\n" * 40
-TINY_LM = ["--data.init_args.corpus", "files", "--data.init_args.batch_size", "4",
-           "--data.init_args.eval_batch_size", "2", "--data.init_args.bptt", "16",
+TINY_LM = ["--data.init_args.corpus", "files", "--data.init_args.loader.batch_size", "4",
+           "--data.init_args.loader.eval_batch_size", "2", "--data.init_args.bptt", "16",
            "--model.init_args.network.init_args.hidden_size", "16",
            "--model.init_args.network.init_args.embedding_size", "16", "--model.init_args.network.init_args.num_layers", "1",
            "--model.init_args.sample_length", "10"]
@@ -41,7 +41,7 @@ def _task_arguments(task: str, root: Path) -> list[str]:
         dictionary.write_text(_small_dictionary(_numbered_words(40)), encoding="utf-8")
         return ["--config", str(REPO / "configs/g2p_cmudict_small.yaml"), "--data.init_args.dataset",
                 "pronunciation_file", "--data.init_args.train_path", str(dictionary), "--data.init_args.val_fraction",
-                "0.1", "--data.init_args.test_fraction", "0.1", "--data.init_args.batch_size", "8",
+                "0.1", "--data.init_args.test_fraction", "0.1", "--data.init_args.loader.batch_size", "8",
                 "--model.init_args.encoder.init_args.hidden_size", "16", "--model.init_args.decoder.init_args.hidden_size", "16",
                 "--model.init_args.beam_size", "2"]
     if task in ("lm_char", "lm_bpe"):
@@ -55,7 +55,7 @@ def _task_arguments(task: str, root: Path) -> list[str]:
         random_walk_frame({f"store-{i}": 14 + 2 * i for i in range(6)}).to_csv(panel, index=False)
         return ["--config", str(REPO / "configs/m1_yearly_gru.yaml"), "--data.init_args.dataset", "long_format",
                 "--data.init_args.path", str(panel), "--data.init_args.horizon", "3", "--data.init_args.scaling",
-                "series", "--data.init_args.covariate_columns", "[promo]", "--data.init_args.batch_size", "8",
+                "series", "--data.init_args.covariate_columns", "[promo]", "--data.init_args.loader.batch_size", "8",
                 "--model.init_args.network.init_args.hidden_size", "16"]
     raise AssertionError(task)
 

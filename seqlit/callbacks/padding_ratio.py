@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 import operator
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from seqlit.padding import padding_fraction, random_batching_padding_ratio
 
 
 class PaddingRatioMonitor(pl.Callback):
@@ -115,9 +116,8 @@ class PaddingRatioMonitor(pl.Callback):
         if self._batches_seen % (self.log_every_n_steps or max(trainer.log_every_n_steps, 1)) != 0:
             return
         batch_size = _batch_size(batch)
-        grid = n_tokens + n_pad
         pl_module.log(
-            "data/padding_ratio", n_pad / grid if grid else 0.0, on_step=True, on_epoch=False, batch_size=batch_size
+            "data/padding_ratio", padding_fraction(n_tokens, n_pad), on_step=True, on_epoch=False, batch_size=batch_size
         )
         window_start = now if self._window_start is None else self._window_start
         elapsed = now - window_start
@@ -154,7 +154,7 @@ class PaddingRatioMonitor(pl.Callback):
         self._reset_epoch()
         if n_tokens + n_pad == 0:
             return
-        ratio = n_pad / (n_tokens + n_pad)
+        ratio = padding_fraction(n_tokens, n_pad)
         # The values are already global; sync_dist only averages identical numbers and keeps Lightning
         # from warning about unsynced epoch metrics under DDP.
         epoch_log: dict[str, Any] = {"on_step": False, "on_epoch": True, "batch_size": 1, "sync_dist": True}
@@ -176,8 +176,8 @@ class PaddingRatioMonitor(pl.Callback):
             rank_zero_warn(
                 f"{ratio:.1%} of the padded training steps this epoch were padding{random_note}, above "
                 f"warn_above={self.warn_above}: that share of the RNN compute is wasted. Batch similar lengths "
-                "together: enable data.bucketing (BucketBatchSampler), or if it is on, lower "
-                "data.bucket_size_multiplier so each bucket spans a narrower range of lengths."
+                "together: enable data.loader.bucketing (BucketBatchSampler), or if it is on, lower "
+                "data.loader.bucket_size_multiplier so each bucket spans a narrower range of lengths."
             )
 
     def state_dict(self) -> dict[str, Any]:
@@ -217,40 +217,6 @@ class PaddingRatioMonitor(pl.Callback):
         totals = torch.tensor([n_tokens, n_pad], dtype=torch.long, device=pl_module.device)
         summed = trainer.strategy.reduce(totals, reduce_op="sum")
         return int(summed[0]), int(summed[1])
-
-
-def random_batching_padding_ratio(lengths: Sequence[int] | np.ndarray, batch_size: int, trials: int = 5) -> float:
-    """Mean padding ratio of `trials` plain shuffled batchings of `lengths`: the non-bucketed baseline.
-
-    Trial k shuffles with `torch.randperm` seeded k and cuts batches of `batch_size` (the last may be
-    short), the same batching as `seqlit.data.bucketing.random_batches(n, batch_size, seed=k)`; each
-    trial's ratio is token-weighted (all padding over the whole padded grid).
-    """
-    values = np.asarray(lengths)
-    if values.ndim != 1 or values.size == 0 or not np.issubdtype(values.dtype, np.integer):
-        raise ValueError(
-            f"lengths must be a non-empty 1-D sequence of ints (one per item), got {values.dtype} "
-            f"values of shape {values.shape}."
-        )
-    if (values < 0).any():
-        raise ValueError(f"lengths must be >= 0, but the shortest is {int(values.min())}.")
-    size = _positive_int("batch_size", batch_size)
-    n_trials = _positive_int("trials", trials)
-    values = values.astype(np.int64)
-    n_items = int(values.size)
-    real_steps = int(values.sum())
-    n_full = n_items // size * size
-    ratios: list[float] = []
-    for seed in range(n_trials):
-        order = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed)).numpy()
-        shuffled = values[order]
-        # Vectorised over full batches, so the simulation stays cheap for millions of items.
-        grid = int(shuffled[:n_full].reshape(-1, size).max(axis=1).sum()) * size
-        tail = shuffled[n_full:]
-        if tail.size:
-            grid += int(tail.max()) * int(tail.size)
-        ratios.append((grid - real_steps) / grid if grid else 0.0)
-    return float(np.mean(ratios))
 
 
 def _lengths_and_batch_size(loader: Any) -> tuple[np.ndarray, int] | None:
@@ -339,4 +305,4 @@ def _positive_int(name: str, value: int) -> int:
     return as_int
 
 
-__all__ = ["PaddingRatioMonitor", "random_batching_padding_ratio"]
+__all__ = ["PaddingRatioMonitor"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler, Sampler
@@ -161,26 +161,11 @@ class BucketBatchSampler(BatchSampler):
         return self.bucket_size_multiplier * max(1, self.max_tokens // median_length)
 
 
-def padding_ratio(lengths: Sequence[int], batches: Iterable[Sequence[int]]) -> float:
-    """Fraction of all padded (B, T) steps that are padding, over `batches` of indices into `lengths`.
-
-    The figure bucketing exists to shrink; 0.0 means no step was wasted.
-    """
-    padded_steps = 0
-    real_steps = 0
-    for batch in batches:
-        if len(batch) == 0:
-            continue
-        batch_lengths = [lengths[i] for i in batch]
-        padded_steps += len(batch_lengths) * max(batch_lengths)
-        real_steps += sum(batch_lengths)
-    if padded_steps == 0:
-        return 0.0
-    return (padded_steps - real_steps) / padded_steps
-
-
 def random_batches(n_items: int, batch_size: int, seed: int = 0) -> list[list[int]]:
-    """Plain shuffled batches of `batch_size` indices (last one may be short): the non-bucketed baseline."""
+    """Plain shuffled batches of `batch_size` indices (last one may be short): the non-bucketed baseline.
+
+    `seqlit.padding.random_batching_padding_ratio` simulates exactly these batches (same seeded permutation).
+    """
     if not isinstance(n_items, int) or isinstance(n_items, bool) or n_items < 0:
         raise DataError(f"n_items must be a non-negative int, got {n_items!r}.")
     size = _optional_positive_int("batch_size", batch_size)

@@ -8,8 +8,8 @@ from typing import TypedDict
 import torch
 from torch import Tensor
 
-from seqlit.data.functional import lengths_to_mask, pad_sequences, padding_counts
-
+from seqlit.data.functional import lengths_to_mask, pad_sequences
+from seqlit.padding import padding_counts
 from seqlit.types import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, ForecastBatch, Seq2SeqBatch, SeqBatch
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from seqlit.data.sources import SeriesPanel
 from seqlit.data.splits import LeakageError, Split, audit, entity_split
-from seqlit.errors import CheckpointMismatchError, DataError
+from seqlit.errors import DataError, check_checkpoint_matches
 
 ScalingName = Literal["context", "series", "none"]
 SCALINGS: tuple[str, ...] = ("context", "series", "none")
@@ -293,11 +293,12 @@ class SeriesScaler(WindowScaler):
         saved = state.get("stats")
         if saved is None:
             return
-        if self.stats and set(saved) != set(self.stats):
+        if self.stats:
             missing = sorted(set(self.stats) - set(saved))[:_MAX_NAMED]
-            raise CheckpointMismatchError(
-                f"the checkpoint's series scaling covers other entities (e.g. missing {missing}); resume or "
-                "predict with the entities the model was trained on, or use data.scaling: context."
+            check_checkpoint_matches(
+                "series scaling for the entities", sorted(saved), sorted(self.stats),
+                fix=f"the checkpoint lacks e.g. {missing}. Resume or predict with the entities the model was "
+                "trained on, or use data.scaling: context.",
             )
         self.stats = {name: (float(pair[0]), float(pair[1])) for name, pair in saved.items()}
 

@@ -1,4 +1,7 @@
-"""Pure tensor functions for padding, masking and training-time augmentation; collates and modules wrap them."""
+"""Pure tensor functions for padding, masking and training-time augmentation; collates and modules wrap them.
+
+Padding statistics (`padding_counts` and friends) live in `seqlit.padding`, shared with callbacks and doctor.
+"""
 
 from __future__ import annotations
 
@@ -51,19 +54,6 @@ def lengths_to_mask(lengths: Tensor, max_length: int | None = None) -> Tensor:
 def mask_to_lengths(mask: Tensor) -> Tensor:
     """Inverse of `lengths_to_mask` for right-padded masks: (B, T) bool -> (B,) long."""
     return mask.long().sum(dim=1)
-
-
-def padding_counts(lengths: Tensor, padded_length: int | None = None) -> tuple[int, int]:
-    """(real steps, padded steps) of a right-padded batch with these lengths."""
-    total_length = int(lengths.max()) if padded_length is None else padded_length
-    if padded_length is not None and lengths.numel() and int(lengths.max()) > padded_length:
-        raise ValueError(
-            f"padding_counts: a row has {int(lengths.max())} steps but padded_length={padded_length}; pass the "
-            "padded length of the batch (at least the longest row)."
-        )
-    n_tokens = int(lengths.sum())
-    return n_tokens, int(lengths.numel()) * total_length - n_tokens
-
 
 
 # ---- augmentation (training only; the data modules decide when to apply it) ------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seqlit.errors import CheckpointMismatchError, DataError
+from seqlit.errors import DataError, check_checkpoint_matches
 
 
 class FeatureNormalizer:
@@ -56,10 +56,9 @@ class FeatureNormalizer:
         if state.get("mean") is None:
             return
         mean = np.asarray(state["mean"], dtype=np.float64)
-        if self.mean is not None and self.mean.shape != mean.shape:
-            raise CheckpointMismatchError(
-                f"the checkpoint's normaliser has {mean.shape[0]} channels, the data has "
-                f"{self.mean.shape[0]}; resume or predict with the feature columns used in training."
-            )
+        check_checkpoint_matches(
+            "feature channels", mean.shape[0], None if self.mean is None else self.mean.shape[0],
+            fix="resume or predict with the feature columns used in training.",
+        )
         self.mean = mean
         self.std = np.asarray(state["std"], dtype=np.float64)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqlit.data.sources import require_data_file
+from seqlit.data.long_format import require_data_file
 from seqlit.errors import DataError
 
 __all__ = ["PronunciationDictionary", "load_cmudict", "load_pronunciation_file", "load_word_list"]

@@ -13,9 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from seqlit.data.long_format import python_value, read_long_format, read_table, require_data_file
 from seqlit.errors import DataError
-
-LONG_FORMAT_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 @dataclass
@@ -78,11 +77,11 @@ class SeriesPanel:
 
     def time_at(self, series: int, step: int) -> object:
         """The time stamp of `step` in `series`, as the user wrote it (for messages)."""
-        return _python_value(self.times[series][step])
+        return python_value(self.times[series][step])
 
     def entity(self, series: int) -> object:
         """The entity id of `series` as the user wrote it: 'a' or 3, not np.str_('a') (for messages)."""
-        return _python_value(self.entities[series])
+        return python_value(self.entities[series])
 
 
 def load_japanese_vowels(split: Literal["train", "test"]) -> SequenceRecords:
@@ -132,38 +131,32 @@ def load_long_format(
     Everything else that is wrong (empty or unparseable file, NaN/Inf features, repeated time stamps,
     a sequence with no or several labels) is a `DataError` naming the row or sequence and the fix.
     """
-    frame = _read_table(Path(path))
-    columns = list(frame.columns)
     sequence_key = sequence_column or entity_column
-    has_labels = label_column is not None and label_column in columns
-    required = [entity_column, time_column] + ([sequence_column] if sequence_column else [])
-    if require_labels and label_column is not None:
-        required.append(label_column)
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise DataError(
-            f"{path}: missing column(s) {missing}; the file has {columns}. Rename the columns or set "
-            "entity_column / time_column / label_column / sequence_column in the data config."
-        )
-    reserved = {entity_column, time_column, sequence_key} | ({label_column} if has_labels else set())
-    features = _resolve_feature_columns(frame, feature_columns, reserved, path)
-    _check_finite(frame, features, entity_column, time_column, path)
-    _check_time_column(frame, time_column, path)
-
-    frame = frame.sort_values([sequence_key, time_column], kind="stable")
+    table = read_long_format(
+        path,
+        entity_column=entity_column,
+        time_column=time_column,
+        group_column=sequence_key,
+        required=[label_column] if require_labels and label_column is not None else [],
+        value_columns=None if feature_columns is None else list(feature_columns),
+        reserved=[label_column] if label_column is not None else [],
+        finite=True,
+        column_options="entity_column / time_column / label_column / sequence_column",
+        value_option="data.feature_columns",
+        role="feature",
+        group_noun="sequence",
+        duplicate_hint=" or set sequence_column to tell sequences apart",
+    )
+    has_labels = label_column is not None and label_column in table.frame.columns
+    features = table.value_columns
     sequences: list[np.ndarray] = []
     labels: list[str] = []
     entities: list[object] = []
     starts: list[object] = []
     ends: list[object] = []
     ids: list[str] = []
-    for key, group in frame.groupby(sequence_key, sort=False):
+    for key, group in table.groups():
         times = group[time_column].to_numpy()
-        if len(np.unique(times)) != len(times):
-            raise DataError(
-                f"{path}: sequence {key!r} has repeated time stamps; each (sequence, time) pair must be "
-                "unique. Aggregate duplicates first or set sequence_column to tell sequences apart."
-            )
         sequences.append(group[features].to_numpy(dtype=np.float32))  # (T, F)
         entity_values = group[entity_column].unique()
         if len(entity_values) != 1:
@@ -240,41 +233,32 @@ def panel_from_frame(
     """
     if missing not in ("error", "mask"):
         raise DataError(f"data.missing must be 'error' or 'mask', got {missing!r}.")
-    columns = list(frame.columns)
-    required = [entity_column, time_column, target_column, *covariate_columns]
-    absent = [c for c in required if c not in columns]
-    if absent:
-        raise DataError(
-            f"{source}: missing column(s) {absent}; it has {columns}. Rename the columns or set "
-            "entity_column / time_column / target_column / covariate_columns in the data config."
-        )
-    if len(frame) == 0:
-        raise DataError(f"{source}: no rows; a forecasting panel needs at least one series.")
-    numeric = [c for c in (target_column, *covariate_columns) if not _is_numeric(frame[c])]
-    if numeric:
-        raise DataError(f"{source}: column(s) {numeric} are not numeric; encode them as numbers.")
-    _check_time_column(frame, time_column, source)
-    frame = frame.sort_values([entity_column, time_column], kind="stable")
+    table = read_long_format(
+        frame,
+        entity_column=entity_column,
+        time_column=time_column,
+        required=[target_column, *covariate_columns],
+        value_columns=[target_column, *covariate_columns],
+        finite=False,  # missing targets follow data.missing; covariates are checked per series below
+        column_options="entity_column / time_column / target_column / covariate_columns",
+        role="target or covariate",
+        group_noun="entity",
+        name=source,
+    )
     entities: list[object] = []
     times: list[np.ndarray] = []
     values: list[np.ndarray] = []
     observed: list[np.ndarray] = []
     covariates: list[np.ndarray] = []
-    for entity, group in frame.groupby(entity_column, sort=False):
+    for entity, group in table.groups():
         stamps = group[time_column].to_numpy()
-        if len(np.unique(stamps)) != len(stamps):
-            repeated = _first_repeated(stamps)
-            raise DataError(
-                f"{source}: entity {_python_value(entity)!r} has the time stamp {repeated!r} more than once; each "
-                "(entity, time) pair must be unique. Aggregate the duplicates first."
-            )
         target = group[target_column].to_numpy(dtype=np.float64)  # (T,)
         extra = group[list(covariate_columns)].to_numpy(dtype=np.float64).reshape(len(group), -1)  # (T, C)
         _check_series_values(source, entity, stamps, target, extra, list(covariate_columns), target_column, missing)
         is_observed = ~np.isnan(target)
         if not is_observed.any():
             raise DataError(
-                f"{source}: entity {_python_value(entity)!r} has no observed {target_column!r} value; drop it."
+                f"{source}: entity {python_value(entity)!r} has no observed {target_column!r} value; drop it."
             )
         first = int(np.argmax(is_observed))  # leading missing values carry no information
         target, stamps, extra, is_observed = target[first:], stamps[first:], extra[first:], is_observed[first:]
@@ -304,7 +288,7 @@ def load_panel(
 ) -> SeriesPanel:
     """A forecasting panel from the user's CSV/TSV/Parquet file in long format (see `panel_from_frame`)."""
     return panel_from_frame(
-        _read_table(Path(path)),
+        read_table(Path(path)),
         entity_column=entity_column,
         time_column=time_column,
         target_column=target_column,
@@ -312,179 +296,6 @@ def load_panel(
         missing=missing,
         source=str(path),
     )
-
-
-def require_data_file(path: Path) -> None:
-    """Raises a DataError naming the path (and what it resolves to) unless it is an existing file."""
-    if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "not found"
-        raise DataError(
-            f"data file {what}: {path} (resolved to {path.resolve()}). Check the path in the data config "
-            "(paths are relative to the directory you run seqlit from)."
-        )
-
-
-def _read_table(path: Path):  # -> pandas.DataFrame
-    import pandas as pd
-
-    require_data_file(path)
-    suffix = path.suffix.lower()
-    if suffix not in LONG_FORMAT_SUFFIXES:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {list(LONG_FORMAT_SUFFIXES)}.")
-    try:
-        if suffix in (".parquet", ".pq"):
-            frame = _read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except pd.errors.EmptyDataError as error:
-        raise DataError(
-            f"{path}: the file is empty; expected a header row and data rows. Fix: export the table again, or "
-            "point the data config at the right file."
-        ) from error
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); re-save the file as UTF-8 "
-            f"(e.g. `iconv -f latin1 -t utf-8`), or, if it is a Parquet file, name it .parquet."
-        ) from error
-    except pd.errors.ParserError as error:
-        raise DataError(
-            f"{path}: could not parse the table ({str(error).strip()}); check for ragged rows: every row needs "
-            "exactly as many fields as the header (quote fields that contain the separator)."
-        ) from error
-    if len(frame) == 0:
-        raise DataError(
-            f"{path}: the file has a header but no data rows. Fix: export the table again with its rows, or point "
-            "the data config at the right file."
-        )
-    return frame
-
-
-def _read_parquet(path: Path):  # -> pandas.DataFrame
-    import pandas as pd
-
-    try:
-        return pd.read_parquet(path)
-    except ImportError:
-        raise
-    # pyarrow raises ArrowInvalid (a ValueError) for a file that is not Parquet, OSError for one cut short.
-    except (ValueError, OSError) as error:
-        raise DataError(
-            f"{path}: not a readable Parquet file ({str(error).strip()}). Fix: write it again with "
-            "DataFrame.to_parquet, or, if it holds CSV/TSV text, give it the .csv/.tsv suffix."
-        ) from error
-
-
-def _resolve_feature_columns(frame, feature_columns: Sequence[str] | None, reserved: set, path) -> list[str]:
-    if feature_columns is not None:
-        unknown = [c for c in feature_columns if c not in frame.columns]
-        if unknown:
-            raise DataError(
-                f"{path}: feature column(s) {unknown} not in the file; it has {list(frame.columns)}. Fix: correct "
-                "the names in data.feature_columns (or leave it unset to use every numeric column)."
-            )
-        for column in feature_columns:
-            _check_not_mostly_numeric_text(frame[column], path)
-        non_numeric = [c for c in feature_columns if not _is_numeric(frame[c])]
-        if non_numeric:
-            raise DataError(
-                f"{path}: feature column(s) {non_numeric} are not numeric; encode them as numbers or remove them "
-                "from data.feature_columns."
-            )
-        return list(feature_columns)
-    for column in frame.columns:
-        if column not in reserved:
-            _check_not_mostly_numeric_text(frame[column], path)
-    features = [c for c in frame.columns if c not in reserved and _is_numeric(frame[c])]
-    if not features:
-        raise DataError(
-            f"{path}: no numeric feature columns besides {sorted(map(str, reserved))}; "
-            "add feature columns or list them in feature_columns."
-        )
-    return features
-
-
-def _is_numeric(column) -> bool:
-    import pandas as pd
-
-    return bool(pd.api.types.is_numeric_dtype(column)) and not pd.api.types.is_bool_dtype(column)
-
-
-def _is_text(column) -> bool:
-    """Object or string dtype (pandas 3 reads text as `str`, older versions as `object`)."""
-    import pandas as pd
-
-    return bool(pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column))
-
-
-def _check_finite(frame, features: list[str], entity_column: str, time_column: str, path) -> None:
-    values = frame[features].to_numpy(dtype=np.float64)  # (rows, F)
-    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
-    if len(bad_rows):
-        row = bad_rows[0]
-        bad_column = features[int(np.flatnonzero(~np.isfinite(values[row]))[0])]
-        raise DataError(
-            f"{path}: {len(bad_rows)} row(s) have NaN/Inf features; first at entity "
-            f"{_python_value(frame[entity_column].iloc[row])!r}, time "
-            f"{_python_value(frame[time_column].iloc[row])!r}, column "
-            f"{bad_column!r} (an empty cell, NaN/inf, or a row with fewer fields than the header). "
-            "Impute or drop those rows before training."
-        )
-
-
-def _check_time_column(frame, time_column: str, source) -> None:
-    """Every row has a time stamp, and the stamps can be ordered (all numbers, or all text such as ISO dates)."""
-    import pandas as pd
-
-    times = frame[time_column]
-    if times.isna().any():
-        row = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise DataError(
-            f"{source}: empty time value in row {row + 2}; every row needs a time stamp. Fix: fill it in or drop "
-            "the row."
-        )
-    if not _is_text(times):
-        return
-    parsed = pd.to_numeric(times, errors="coerce")
-    if parsed.notna().any() and parsed.isna().any():
-        # A CSV column of numbers with one word in it is read as text, where "10" sorts before "2".
-        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise DataError(
-            f"{source}: time column {time_column!r} mixes numbers and text (first non-number "
-            f"{_python_value(times.iloc[row])!r} in row {row + 2}), so the steps of a sequence cannot be put in "
-            "time order. Fix: make every time value a number (or every one an ISO date such as 2020-01-31)."
-        )
-
-
-def _check_not_mostly_numeric_text(column, source) -> None:
-    """Refuses a column of numbers spoiled by a few text cells ('?', '-'): read as text, it would silently be
-    left out of the features."""
-    import pandas as pd
-
-    if not _is_text(column):
-        return
-    present = np.flatnonzero(column.notna().to_numpy())  # positions of non-empty cells
-    not_numbers = pd.to_numeric(column.iloc[present], errors="coerce").isna().to_numpy()
-    # No text cell (numbers stored as text, e.g. codes) or mostly text (an id or name column): not a spoiled feature.
-    if len(present) == 0 or not not_numbers.any() or not_numbers.mean() > 0.5:
-        return
-    row = int(present[np.flatnonzero(not_numbers)[0]])
-    raise DataError(
-        f"{source}: column {column.name!r} is mostly numbers but {int(not_numbers.sum())} cell(s) are text (first "
-        f"{_python_value(column.iloc[row])!r} in row {row + 2}), so it would be left out of the features. Fix: "
-        "correct or impute those cells (missing values as empty cells), or list the features in "
-        "data.feature_columns to leave this column out."
-    )
-
-
-def _first_repeated(stamps: np.ndarray) -> object:
-    """The first time stamp that occurs more than once."""
-    unique, counts = np.unique(stamps, return_counts=True)
-    return _python_value(unique[np.flatnonzero(counts > 1)[0]])
-
-
-def _python_value(value: object) -> object:
-    """numpy scalars as plain Python values, so messages show 2005 or 'a' rather than np.int64(2005)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _check_series_values(
@@ -500,7 +311,7 @@ def _check_series_values(
     """Errors that name the entity and the time of the first bad value, with the fix."""
 
     def at(step: int) -> str:
-        return f"entity {_python_value(entity)!r} at time {_python_value(stamps[step])!r}"
+        return f"entity {python_value(entity)!r} at time {python_value(stamps[step])!r}"
 
     infinite = np.flatnonzero(np.isinf(target))
     if infinite.shape[0]:

@@ -30,7 +30,8 @@ def batchify(ids: Tensor, n_rows: int) -> Tensor:
     if row_length < 2:
         raise DataError(
             f"{ids.numel()} tokens cannot fill {n_rows} streams with at least 2 tokens each (one input, one "
-            "target); use a smaller batch size, fewer devices, or more text in this split."
+            "target); use a smaller batch size (data.loader.batch_size, or eval_batch_size for val/test), fewer "
+            "devices, or more text in this split."
         )
     return ids[: n_rows * row_length].view(n_rows, row_length)  # (R, N // R)
 

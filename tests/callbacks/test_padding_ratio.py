@@ -18,9 +18,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from seqlit.callbacks.padding_ratio import PaddingRatioMonitor, random_batching_padding_ratio
-from seqlit.data.bucketing import BucketBatchSampler, padding_ratio, random_batches
+from seqlit.callbacks.padding_ratio import PaddingRatioMonitor
+from seqlit.data.bucketing import BucketBatchSampler, random_batches
 from seqlit.data.collate import Sample, SequenceCollator
+from seqlit.padding import padding_ratio, random_batching_padding_ratio
 from seqlit.types import SeqBatch
 
 N_ITEMS = 200

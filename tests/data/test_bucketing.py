@@ -15,7 +15,8 @@ from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities.data import _update_dataloader
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
-from seqlit.data.bucketing import BucketBatchSampler, padding_ratio, random_batches
+from seqlit.data.bucketing import BucketBatchSampler, random_batches
+from seqlit.padding import padding_ratio
 
 
 def long_tailed_lengths(n_items: int, seed: int = 0) -> list[int]:

@@ -15,6 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.forecasting import ForecastingDataModule
 from seqlit.data.datasets import ForecastWindowDataset
 from seqlit.data.forecasting import (
@@ -389,7 +390,8 @@ def panel_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 def make_module(path: Path, **overrides: object) -> ForecastingDataModule:
     options: dict[str, object] = {"dataset": "long_format", "path": str(path), "horizon": HORIZON,
-                                  "covariate_columns": ["promo"], "batch_size": 8, "sampler_seed": 0}
+                                  "covariate_columns": ["promo"],
+                                  "loader": LoaderSettings(batch_size=8, sampler_seed=0)}
     options.update(overrides)
     return ForecastingDataModule(**options)  # type: ignore[arg-type]
 
@@ -478,7 +480,7 @@ def test_data_module_validates_its_settings(tmp_path: Path) -> None:
 
 
 def one_train_batch(path: Path, **overrides: object) -> tuple[ForecastingDataModule, ForecastBatch]:
-    dm = make_module(path, bucketing=False, batch_size=32, **overrides)
+    dm = make_module(path, loader=LoaderSettings(batch_size=32, bucketing=False, sampler_seed=0), **overrides)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch.n_pad > 0  # mixed context lengths, so there is padding to leave alone

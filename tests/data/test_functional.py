@@ -7,11 +7,11 @@ from seqlit.data.functional import (
     lengths_to_mask,
     mask_to_lengths,
     pad_sequences,
-    padding_counts,
     step_dropout,
     time_jitter,
     token_dropout,
 )
+from seqlit.padding import padding_counts
 
 
 def test_pad_sequences_right_pads_and_keeps_values() -> None:

@@ -17,9 +17,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from seqlit.data.bucketing import BucketBatchSampler, padding_ratio
+from seqlit.data.bucketing import BucketBatchSampler
 from seqlit.data.collate import ForecastCollator, ForecastSample, Sample, Seq2SeqCollator, Seq2SeqSample, SequenceCollator
-from seqlit.data.functional import lengths_to_mask, mask_to_lengths, pad_sequences, padding_counts
+from seqlit.data.functional import lengths_to_mask, mask_to_lengths, pad_sequences
+from seqlit.padding import padding_counts, padding_ratio
 from seqlit.types import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID
 
 MAX_LENGTH = 2000

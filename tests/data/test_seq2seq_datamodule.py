@@ -7,12 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqlit.data.bucketing import BucketBatchSampler, padding_ratio, random_batches
+from seqlit.data.bucketing import BucketBatchSampler, random_batches
 from seqlit.data.collate import Seq2SeqCollator, Seq2SeqSample, shift_targets
-from seqlit.data.datamodules import Seq2SeqDataModule
+from seqlit.data.datamodules import LoaderSettings, Seq2SeqDataModule
 from seqlit.data.pronunciations import PronunciationDictionary, load_cmudict
 from seqlit.data.splits import LeakageError
 from seqlit.errors import CheckpointMismatchError, DataError
+from seqlit.padding import padding_ratio
 from seqlit.types import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, SPECIAL_TOKENS, UNK_ID, Seq2SeqBatch
 
 
@@ -23,7 +24,7 @@ def cmu() -> PronunciationDictionary:
 
 @pytest.fixture(scope="module")
 def g2p() -> Seq2SeqDataModule:
-    datamodule = Seq2SeqDataModule(batch_size=64, sampler_seed=0)
+    datamodule = Seq2SeqDataModule(loader=LoaderSettings(batch_size=64, eval_batch_size=128, sampler_seed=0))
     datamodule.setup("fit")
     datamodule.setup("test")
     return datamodule
@@ -48,7 +49,7 @@ def _numbered_words(n: int = 40) -> dict[str, list[str]]:
 def _file_module(tmp_path: Path, words: dict[str, list[str]], name: str = "dict.txt", **kwargs) -> Seq2SeqDataModule:
     path = tmp_path / name
     path.write_text(_small_dictionary(words), encoding="utf-8")
-    options = {"val_fraction": 0.1, "test_fraction": 0.1, "batch_size": 4, **kwargs}
+    options = {"val_fraction": 0.1, "test_fraction": 0.1, "loader": LoaderSettings(batch_size=4), **kwargs}
     return Seq2SeqDataModule(dataset="pronunciation_file", train_path=str(path), **options)
 
 
@@ -216,9 +217,10 @@ def test_bucketing_pads_cmudict_far_less_than_random_batches(g2p: Seq2SeqDataMod
 
 
 def test_eval_loaders_use_eval_batch_size_and_plain_batches_without_bucketing(tmp_path: Path) -> None:
-    datamodule = _file_module(tmp_path, _numbered_words(), batch_size=3, bucketing=False)
+    loader = LoaderSettings(batch_size=3, eval_batch_size=6, bucketing=False)
+    datamodule = _file_module(tmp_path, _numbered_words(), loader=loader)
     datamodule.setup("fit")
-    assert datamodule.eval_batch_size == 6
+    assert datamodule.loader.batch_size_for("val") == 6
     train = datamodule.train_dataloader()
     assert train.batch_size == 3 and not isinstance(train.batch_sampler, BucketBatchSampler)
     assert datamodule.val_dataloader().batch_size == 6
@@ -288,9 +290,9 @@ def test_state_dict_round_trip_and_vocabulary_mismatch(tmp_path: Path) -> None:
     _file_module(tmp_path, _numbered_words(), name="same.txt").load_state_dict(state)  # same data: accepted
     more_letters = {**_numbered_words(), **{f"x{i:02d}b": ["K S"] for i in range(40)}}
     other = _file_module(tmp_path, more_letters, name="other.txt")
-    with pytest.raises(CheckpointMismatchError, match=r"different source vocabulary.*start a new run"):
+    with pytest.raises(CheckpointMismatchError, match=r"source vocabulary.*start a new run"):
         other.load_state_dict(state)
     upper = _file_module(tmp_path, _numbered_words(), name="upper.txt", lowercase=False)
-    with pytest.raises(CheckpointMismatchError, match="different source vocabulary"):
+    with pytest.raises(CheckpointMismatchError, match="source vocabulary"):
         upper.load_state_dict(state)
     np.testing.assert_array_equal(upper.source_tokens[-2:], ["A", "W"])

@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seqlit.data.collate import Sample, SequenceCollator
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from seqlit.errors import CheckpointMismatchError
 from seqlit.tasks.classifier import SequenceClassifier
@@ -72,7 +73,7 @@ def test_checkpoint_with_other_classes_is_refused() -> None:
 
 def test_model_learns_japanese_vowels_quickly() -> None:
     pl.seed_everything(0)
-    datamodule = SequenceClassificationDataModule(batch_size=16)
+    datamodule = SequenceClassificationDataModule(loader=LoaderSettings(batch_size=16))
     model = SequenceClassifier(datamodule.n_features, datamodule.n_classes, datamodule.classes)
     trainer = pl.Trainer(
         max_epochs=12, logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.language_model import LanguageModelDataModule
 from seqlit.data.tokenizers import fit_tokenizer
 from seqlit.errors import CheckpointMismatchError
@@ -95,7 +96,8 @@ def test_training_state_is_reset_at_every_epoch_and_carried_within(tmp_path: Pat
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT * 3, encoding="utf-8")
     data = LanguageModelDataModule(
-        corpus="files", paths=[str(corpus)], batch_size=4, eval_batch_size=2, bptt=16, val_fraction=0.1,
+        corpus="files", paths=[str(corpus)], bptt=16, val_fraction=0.1,
+        loader=LoaderSettings(batch_size=4, eval_batch_size=2),
         test_fraction=0.1,
     )
     model = _model(tokenizer=data.tokenizer_state)
@@ -115,7 +117,8 @@ def test_mixed_precision_and_weight_drop_train_with_finite_losses(tmp_path: Path
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT * 3, encoding="utf-8")
     data = LanguageModelDataModule(
-        corpus="files", paths=[str(corpus)], batch_size=4, eval_batch_size=2, bptt=16, val_fraction=0.1,
+        corpus="files", paths=[str(corpus)], bptt=16, val_fraction=0.1,
+        loader=LoaderSettings(batch_size=4, eval_batch_size=2),
         test_fraction=0.1,
     )
     model = _model(
@@ -137,7 +140,8 @@ def test_a_small_model_learns_repetitive_text(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT * 8, encoding="utf-8")
     data = LanguageModelDataModule(
-        corpus="files", paths=[str(corpus)], batch_size=8, eval_batch_size=2, bptt=32, val_fraction=0.1,
+        corpus="files", paths=[str(corpus)], bptt=32, val_fraction=0.1,
+        loader=LoaderSettings(batch_size=8, eval_batch_size=2),
         test_fraction=0.1,
     )
     model = _model(tokenizer=data.tokenizer_state, hidden_size=48, embedding_size=24, lr=1e-2)
@@ -204,7 +208,8 @@ def test_validate_before_fit_leaves_the_metrics_updatable(tmp_path: Path) -> Non
     still update them (in-place updates of inference tensors would raise)."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT * 4, encoding="utf-8")
-    data = LanguageModelDataModule(corpus="files", paths=[str(corpus)], batch_size=2, eval_batch_size=2, bptt=20)
+    data = LanguageModelDataModule(corpus="files", paths=[str(corpus)], bptt=20,
+                                   loader=LoaderSettings(batch_size=2, eval_batch_size=2))
     model = _model(tokenizer=data.tokenizer_state)
     trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=2, val_check_interval=1)
@@ -251,7 +256,8 @@ def test_ddp_ranks_read_disjoint_contiguous_shards_in_equal_chunk_counts(tmp_pat
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"line {i:04d} of the corpus\n" for i in range(600)), encoding="utf-8")
     data = LanguageModelDataModule(
-        corpus="files", paths=[str(corpus)], batch_size=3, eval_batch_size=2, bptt=40, val_fraction=0.1,
+        corpus="files", paths=[str(corpus)], bptt=40, val_fraction=0.1,
+        loader=LoaderSettings(batch_size=3, eval_batch_size=2),
         test_fraction=0.1,
     )
     model = _RankRecordingLM(str(tmp_path), tokenizer=data.tokenizer_state, embedding_size=8, hidden_size=8)

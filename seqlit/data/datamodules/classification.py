@@ -7,20 +7,19 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from seqlit.data.collate import SequenceCollator
 from seqlit.data.datasets import SequenceClassificationDataset
-from seqlit.data.datamodules.loaders import LengthBucketedDataModule
+from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule, Stage
 from seqlit.data.normalise import FeatureNormalizer
 from seqlit.data.sources import SequenceRecords, load_japanese_vowels, load_long_format
 from seqlit.data.splits import Split, audit, chronological_split, entity_split, stratified_split
-from seqlit.errors import CheckpointMismatchError, DataError
+from seqlit.errors import DataError, check_checkpoint_matches
 
-Stage = Literal["train", "val", "test", "predict"]
+DEFAULT_LOADER = LoaderSettings(batch_size=32)
 
 
-class SequenceClassificationDataModule(LengthBucketedDataModule):
+class SequenceClassificationDataModule(SeqlitDataModule):
     """Classifies whole variable-length multivariate sequences.
 
     Args:
@@ -29,9 +28,9 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
         split: how validation (and test, without a test file) is carved from the training data:
             `stratified` by class, `chronological` by time, or `entity` (whole entities held out).
             The leakage audit for that mode runs on every setup.
-        batch_size / max_tokens: caps per batch (count of sequences / padded steps).
-        bucketing: batch sequences of similar length (`False` gives plain shuffled batches).
         max_length / too_long: longest sequence allowed and what to do with longer ones.
+        loader: batching and loading (`LoaderSettings`); None: `DEFAULT_LOADER`, 32 sequences per batch (also in
+            evaluation), bucketed by length.
     """
 
     def __init__(
@@ -52,15 +51,9 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
         normalize: bool = True,
         max_length: int | None = None,
         too_long: Literal["error", "keep_first", "keep_last"] = "error",
-        batch_size: int = 32,
-        max_tokens: int | None = None,
-        bucketing: bool = True,
-        bucket_size_multiplier: int | None = 100,
-        sampler_seed: int | None = None,
-        num_workers: int | None = None,
-        pin_memory: bool | None = None,
+        loader: LoaderSettings | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(loader or DEFAULT_LOADER)
         if dataset == "long_format" and train_path is None:
             raise DataError("dataset 'long_format' needs data.train_path (a CSV/TSV/Parquet file).")
         if dataset not in ("japanese_vowels", "long_format"):
@@ -89,16 +82,8 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
             raise DataError(f"data.max_length must be a positive number of steps (null: no limit), got {max_length}.")
         self.max_length = max_length
         self.too_long = too_long
-        self.batch_size = batch_size
-        self.max_tokens = max_tokens
-        self.bucketing = bucketing
-        self.bucket_size_multiplier = bucket_size_multiplier
-        self.sampler_seed = sampler_seed
-        self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.normalizer = FeatureNormalizer() if normalize else None
         self.collate = SequenceCollator()
-        self.datasets: dict[Stage, SequenceClassificationDataset] = {}
 
     # Sizes the CLI links into the model (apply_on="instantiate"): known before `setup`.
     @property
@@ -140,13 +125,10 @@ class SequenceClassificationDataModule(LengthBucketedDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        for key, current in (("classes", self.classes), ("feature_names", self._splits["train"].feature_names)):
-            saved = list(state_dict.get(key, current))
-            if saved != list(current):
-                raise CheckpointMismatchError(
-                    f"the checkpoint was trained with {key} {saved[:10]} but the data now has "
-                    f"{list(current)[:10]}; use the same data/columns as in training, or start a new run."
-                )
+        for key, what, current in (("classes", "classes", self.classes),
+                                   ("feature_names", "feature columns", self._splits["train"].feature_names)):
+            check_checkpoint_matches(what, state_dict.get(key), list(current),
+                                     fix="use the same data/columns as in training, or start a new run.")
         if self.normalizer is not None and state_dict.get("normalizer"):
             self.normalizer.load_state_dict(state_dict["normalizer"])
 

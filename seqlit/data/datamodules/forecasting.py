@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from seqlit.data.collate import ForecastCollator
-from seqlit.data.datamodules.loaders import LengthBucketedDataModule
+from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule
 from seqlit.data.datasets import ForecastWindowDataset
 from seqlit.data.forecasting import (
     CovariateNormalizer,
@@ -29,13 +29,14 @@ from seqlit.data.forecasting import (
 )
 from seqlit.data.functional import step_dropout, time_jitter
 from seqlit.data.sources import SeriesPanel, load_m1_yearly, load_panel, panel_from_frame
-from seqlit.errors import CheckpointMismatchError, DataError
+from seqlit.errors import DataError, check_checkpoint_matches
 from seqlit.types import ForecastBatch
 
 M1_YEARLY_HORIZON = 6
+DEFAULT_LOADER = LoaderSettings(batch_size=64)
 
 
-class ForecastingDataModule(LengthBucketedDataModule):
+class ForecastingDataModule(SeqlitDataModule):
     """Windows of many series for multi-horizon forecasting.
 
     Args:
@@ -54,6 +55,8 @@ class ForecastingDataModule(LengthBucketedDataModule):
         missing: `error` on a NaN target (naming entity and time) or `mask` it out of loss and metrics.
         jitter / step_dropout: training-only augmentation of the context (noise of `jitter` x each
             series' std; each step but the last hidden with probability `step_dropout`).
+        loader: batching and loading (`LoaderSettings`); None: `DEFAULT_LOADER`, 64 windows per batch (also in
+            evaluation), bucketed by context length.
     """
 
     def __init__(
@@ -80,15 +83,9 @@ class ForecastingDataModule(LengthBucketedDataModule):
         missing: Literal["error", "mask"] = "error",
         jitter: float = 0.0,
         step_dropout: float = 0.0,
-        batch_size: int = 64,
-        max_tokens: int | None = None,
-        bucketing: bool = True,
-        bucket_size_multiplier: int | None = 100,
-        sampler_seed: int | None = None,
-        num_workers: int | None = None,
-        pin_memory: bool | None = None,
+        loader: LoaderSettings | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(loader or DEFAULT_LOADER)
         if dataset not in ("m1_yearly", "long_format"):
             raise DataError(f"unknown dataset {dataset!r}; choose 'm1_yearly' or 'long_format'.")
         if dataset == "long_format" and (path is None or horizon is None):
@@ -121,17 +118,9 @@ class ForecastingDataModule(LengthBucketedDataModule):
         self.missing = missing
         self.jitter = jitter
         self.step_dropout = step_dropout
-        self.batch_size = batch_size
-        self.max_tokens = max_tokens
-        self.bucketing = bucketing
-        self.bucket_size_multiplier = bucket_size_multiplier
-        self.sampler_seed = sampler_seed
-        self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.scaler = make_scaler(scaling)
         self.covariate_normalizer = CovariateNormalizer()
         self.collate = ForecastCollator()
-        self.datasets: dict[str, ForecastWindowDataset] = {}
 
     # Sizes the CLI links into the model (apply_on="instantiate").
     @property
@@ -192,12 +181,12 @@ class ForecastingDataModule(LengthBucketedDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        for key, current in (("horizon", self.horizon), ("input_channels", self.n_features), ("scaling", self.scaling)):
-            if key in state_dict and state_dict[key] != current:
-                raise CheckpointMismatchError(
-                    f"the checkpoint's data had {key}={state_dict[key]!r}, this run has {current!r}; use the data "
-                    "settings the model was trained with."
-                )
+        for key, what, current in (("horizon", "data.horizon", self.horizon),
+                                   ("input_channels", "input channels (target, observed flag, covariates)",
+                                    self.n_features),
+                                   ("scaling", "data.scaling", self.scaling)):
+            check_checkpoint_matches(what, state_dict.get(key), current,
+                                     fix="use the data settings the model was trained with.")
         self.scaler.load_state_dict(state_dict.get("scaler", {}))
         self.covariate_normalizer.load_state_dict(state_dict.get("covariates", {}))
         for name, dataset in self.datasets.items():  # Lightning restores state after setup: rescale

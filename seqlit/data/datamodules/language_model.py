@@ -9,16 +9,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from seqlit.data.bucketing import resolve_num_replicas, resolve_rank
-from seqlit.data.datamodules.loaders import loader_options, sampler_seed
-from seqlit.data.datamodules.resume import resume_position
-from seqlit.data.sources import require_data_file
+from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule
+from seqlit.data.long_format import require_data_file
 from seqlit.data.splits import Split, audit
 from seqlit.data.streams import ChunkBatchSampler, StreamChunks, batchify
 from seqlit.data.tokenizers import TOKENIZER_KINDS, TextTokenizer, TokenizerKind, fit_tokenizer
@@ -28,6 +26,9 @@ from seqlit.types import EOS_ID, LMBatch
 Stage = Literal["train", "val", "test"]
 STAGES: tuple[Stage, ...] = ("train", "val", "test")
 CORPORA: tuple[str, ...] = ("pydoc", "files")
+# Streams are cut into chunks of `bptt` steps and never padded, so these loader settings have nothing to act on.
+IGNORED_LOADER_SETTINGS: tuple[str, ...] = ("max_tokens", "bucketing", "bucket_size_multiplier")
+DEFAULT_LOADER = LoaderSettings(batch_size=32, eval_batch_size=10)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class TextSpan:
     end: int
 
 
-class LanguageModelDataModule(pl.LightningDataModule):
+class LanguageModelDataModule(SeqlitDataModule):
     """Next-token prediction over one long text, batched as `batch_size` parallel streams.
 
     The corpus (the user's UTF-8 files in the given order, or `pydoc`: the ~465k characters of Python's
@@ -52,9 +53,14 @@ class LanguageModelDataModule(pl.LightningDataModule):
         tokenizer: `char`, `word` (words, punctuation and newlines) or `bpe` (byte-level, `vocab_size` ids).
         min_count: tokens seen fewer times in training become UNK (char/word); BPE merge min frequency.
         val_fraction / test_fraction: shares of the corpus, by characters, held out at its end.
-        batch_size / eval_batch_size: parallel streams per rank in training / evaluation.
         bptt: steps per truncated-BPTT chunk; `variable_length` redraws chunk lengths every epoch (AWD-LSTM).
         prompts / predict_path: texts to continue in `seqlit predict` (the file has one prompt per line).
+        loader: `LoaderSettings`; here `batch_size` / `eval_batch_size` count parallel streams per rank in
+            training / evaluation, and `sampler_seed`, `num_workers`, `pin_memory` apply as elsewhere. Chunks
+            are never padded, so `max_tokens`, `bucketing` and `bucket_size_multiplier` have nothing to act on:
+            setting one is an error rather than silently ignored. None: `DEFAULT_LOADER`, 32 training and 10
+            evaluation streams.
+            `seqlit predict` continues one prompt per batch.
     """
 
     def __init__(
@@ -66,17 +72,14 @@ class LanguageModelDataModule(pl.LightningDataModule):
         min_count: int = 1,
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
-        batch_size: int = 32,
-        eval_batch_size: int = 10,
         bptt: int = 100,
         variable_length: bool = False,
         prompts: list[str] | None = None,
         predict_path: str | None = None,
-        sampler_seed: int | None = None,
-        num_workers: int | None = None,
-        pin_memory: bool | None = None,
+        loader: LoaderSettings | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(loader or DEFAULT_LOADER)
+        _refuse_ignored_settings(self.loader)
         if corpus not in CORPORA:
             raise DataError(f"unknown data.corpus {corpus!r}; choose one of {list(CORPORA)}.")
         if corpus == "files" and not paths:
@@ -91,9 +94,8 @@ class LanguageModelDataModule(pl.LightningDataModule):
                 f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:.2f} leaves no training text; "
                 "keep their sum below 1."
             )
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("bptt", bptt)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DataError(f"data.{name} must be a positive int, got {value!r}.")
+        if isinstance(bptt, bool) or not isinstance(bptt, int) or bptt < 1:
+            raise DataError(f"data.bptt must be a positive int, got {bptt!r}.")
         self.corpus = corpus
         self.paths = list(paths) if paths else []
         self.tokenizer_kind = tokenizer
@@ -101,16 +103,10 @@ class LanguageModelDataModule(pl.LightningDataModule):
         self.min_count = min_count
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.bptt = bptt
         self.variable_length = variable_length
         self.prompts = prompts
         self.predict_path = predict_path
-        self.sampler_seed = sampler_seed
-        self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.datasets: dict[str, Dataset[Any]] = {}
 
     # ---- what the CLI links into the model (apply_on="instantiate", so known before `setup`) ----------
     @property
@@ -227,20 +223,24 @@ class LanguageModelDataModule(pl.LightningDataModule):
         if stage == "predict":
             self.datasets["predict"] = PromptDataset(self._prompt_texts(), self.tokenizer)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._stream_loader("train", self.batch_size, variable_length=self.variable_length)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._stream_loader("val", self.eval_batch_size, variable_length=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._stream_loader("test", self.eval_batch_size, variable_length=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        if "predict" not in self.datasets:
-            raise RuntimeError("predict_dataloader called before setup('predict')")
-        dataset = self.datasets["predict"]
-        return DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=dataset.collate)
+    def dataloader_for(self, stage: str) -> DataLoader:
+        """Chunks of every stream (train, val, test; seeded, resumable in training), or one prompt per batch."""
+        dataset = self.dataset_for(stage)
+        if stage == "predict":
+            return DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=dataset.collate)
+        assert isinstance(dataset, StreamChunks)
+        training = stage == "train"
+        sampler = ChunkBatchSampler(
+            row_length=int(dataset.streams.shape[1]),
+            batch_size=self.loader.batch_size_for(stage),
+            bptt=self.bptt,
+            variable_length=self.variable_length and training,
+            seed=self.seed,
+            rank=resolve_rank(None, None),
+            num_replicas=resolve_num_replicas(None, None),
+            resume_from=self._resume_position if training else None,
+        )
+        return DataLoader(dataset, batch_sampler=sampler, **self.worker_options(_Collate(dataset, self.bptt)))
 
     def item_ids(self, stage: str) -> list[str]:
         """The prompts, by index (labels the rows `seqlit predict` writes)."""
@@ -252,7 +252,7 @@ class LanguageModelDataModule(pl.LightningDataModule):
     def _stream_dataset(self, stage: Stage) -> StreamChunks:
         ids = self.token_ids(stage)  # (N,)
         replicas = resolve_num_replicas(None, None)
-        streams = self.batch_size if stage == "train" else self.eval_batch_size
+        streams = self.loader.batch_size_for(stage)
         try:
             rows = batchify(ids, streams * replicas)  # (R, L)
         except DataError as error:
@@ -264,30 +264,6 @@ class LanguageModelDataModule(pl.LightningDataModule):
             f"{rows.shape[0]} streams of {rows.shape[1]:,} ({ids.numel() - rows.numel()} tail tokens unused)."
         )
         return dataset
-
-    def _stream_loader(self, stage: Stage, streams: int, variable_length: bool) -> DataLoader:
-        if stage not in self.datasets:
-            raise RuntimeError(f"{stage}_dataloader called before setup")
-        dataset = self.datasets[stage]
-        assert isinstance(dataset, StreamChunks)
-        seed = sampler_seed(self.sampler_seed)
-        sampler = ChunkBatchSampler(
-            row_length=int(dataset.streams.shape[1]),
-            batch_size=streams,
-            bptt=self.bptt,
-            variable_length=variable_length,
-            seed=seed,
-            rank=resolve_rank(None, None),
-            num_replicas=resolve_num_replicas(None, None),
-            resume_from=(lambda: resume_position(self.trainer)) if stage == "train" else None,
-        )
-        options = loader_options(
-            _Collate(dataset, nominal_length=self.bptt),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            seed=seed,
-        )
-        return DataLoader(dataset, batch_sampler=sampler, **options)
 
     def _prompt_texts(self) -> list[str]:
         if self.predict_path is not None:
@@ -335,6 +311,18 @@ class PromptDataset(Dataset[LMBatch]):
             targets=inputs.new_empty((1, 0)),
             chars_per_token=1.0,
             indices=torch.tensor([index]),
+        )
+
+
+def _refuse_ignored_settings(loader: LoaderSettings) -> None:
+    """Loader settings the streams have no use for are an error, not silently dropped."""
+    ignored = [name for name in loader.changed_from_defaults() if name in IGNORED_LOADER_SETTINGS]
+    if ignored:
+        names = ", ".join(f"data.loader.{name}" for name in ignored)
+        raise DataError(
+            f"{names} has no effect on LanguageModelDataModule: it batches `batch_size` parallel token streams cut "
+            "into chunks of data.bptt steps, which are never padded or bucketed. Remove it from data.loader (set "
+            "the chunk length with data.bptt, the streams per batch with data.loader.batch_size)."
         )
 
 

@@ -1,4 +1,8 @@
-"""The loaders every seqlit data module builds: bucketed by length, seeded privately, resumable mid-epoch."""
+"""The loaders every seqlit data module builds: bucketed by length, seeded privately, resumable mid-epoch.
+
+`seqlit.data.datamodules.base.SeqlitDataModule` calls these with its `LoaderSettings`; automatic settings
+(workers, pinned memory) are resolved here, when a loader is built, never at import or config time.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from seqlit.data.bucketing import BucketBatchSampler, resolve_num_replicas
-from seqlit.data.datamodules.resume import resume_position
 
 
 def sampler_seed(configured: int | None) -> int:
@@ -37,8 +39,13 @@ def resolve_num_workers(configured: int | None) -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
+def resolve_pin_memory(configured: bool | None) -> bool:
+    """`None` (the default) pins host batches when CUDA is available: only then do they go to a GPU."""
+    return torch.cuda.is_available() if configured is None else configured
+
+
 def loader_options(
-    collate_fn: Callable[[list[Any]], Any], *, num_workers: int | None, pin_memory: bool, seed: int
+    collate_fn: Callable[[list[Any]], Any], *, num_workers: int | None, pin_memory: bool | None, seed: int
 ) -> dict[str, Any]:
     """DataLoader keyword arguments every seqlit loader shares.
 
@@ -50,7 +57,7 @@ def loader_options(
     options: dict[str, Any] = {
         "collate_fn": collate_fn,
         "num_workers": workers,
-        "pin_memory": pin_memory,
+        "pin_memory": resolve_pin_memory(pin_memory),
         "persistent_workers": workers > 0,
         "generator": torch.Generator().manual_seed(seed),
     }
@@ -71,7 +78,7 @@ def length_bucketed_loader(
     max_tokens: int | None = None,
     bucket_size_multiplier: int | None = 100,
     num_workers: int | None = None,
-    pin_memory: bool = False,
+    pin_memory: bool | None = False,
     resume_from: Callable[[], tuple[int | None, int]] | None = None,
 ) -> DataLoader:
     """A loader over `dataset` whose batches group items of similar `lengths` (plain batches if not `bucketing`).
@@ -81,8 +88,9 @@ def length_bucketed_loader(
     """
     common = loader_options(collate_fn, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
     # Under DDP Lightning gives a plain loader a padding DistributedSampler, which repeats items: harmless in
-    # training, but evaluation would count them twice. There our sampler makes the plain batches instead.
-    if not bucketing and (shuffle or resolve_num_replicas(None, None) == 1):
+    # training, but evaluation would count them twice. There our sampler makes the plain batches instead, as it
+    # does whenever a token cap is set (a plain DataLoader could not honour it).
+    if not bucketing and max_tokens is None and (shuffle or resolve_num_replicas(None, None) == 1):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
     sampler = BucketBatchSampler(
         list(lengths),
@@ -95,59 +103,3 @@ def length_bucketed_loader(
         sort_by_length=bucketing,
     )
     return DataLoader(dataset, batch_sampler=sampler, **common)
-
-
-class LengthBucketedDataModule(pl.LightningDataModule):
-    """Base for seqlit data modules: the four loaders over `self.datasets[stage]` (each with `.lengths`).
-
-    Subclasses set the attributes below in `__init__` and fill `self.datasets` in `setup`; the train
-    loader shuffles and resumes mid-epoch, the others keep data set order within length buckets.
-    """
-
-    datasets: dict[str, Any]
-    collate: Callable[[list[Any]], Any]
-    batch_size: int
-    bucketing: bool
-    sampler_seed: int | None
-    max_tokens: int | None
-    bucket_size_multiplier: int | None
-    num_workers: int | None
-    pin_memory: bool
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
-
-    def batch_size_for(self, stage: str) -> int:
-        """Items per batch for `stage` (subclasses may evaluate in larger batches)."""
-        return self.batch_size
-
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        if stage not in self.datasets:
-            raise RuntimeError(f"{stage}_dataloader called before setup")
-        dataset = self.datasets[stage]
-        return length_bucketed_loader(
-            dataset,
-            dataset.lengths.tolist(),
-            self.collate,
-            batch_size=self.batch_size_for(stage),
-            shuffle=shuffle,
-            bucketing=self.bucketing,
-            seed=sampler_seed(self.sampler_seed),
-            max_tokens=self.max_tokens,
-            bucket_size_multiplier=self.bucket_size_multiplier,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            resume_from=self._resume_position if stage == "train" else None,
-        )
-
-    def _resume_position(self) -> tuple[int | None, int]:
-        return resume_position(self.trainer)

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import Dataset
 
 from seqlit.data.collate import Seq2SeqCollator, Seq2SeqSample
-from seqlit.data.datamodules.loaders import LengthBucketedDataModule
+from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule, Stage
 from seqlit.data.pronunciations import (
     PronunciationDictionary,
     load_cmudict,
@@ -22,9 +22,8 @@ from seqlit.data.pronunciations import (
 )
 from seqlit.data.splits import Split, audit, entity_split
 from seqlit.data.vocab import Vocab
-from seqlit.errors import CheckpointMismatchError, DataError
+from seqlit.errors import DataError, check_checkpoint_matches
 
-Stage = Literal["train", "val", "test", "predict"]
 DATASETS: tuple[str, ...] = ("cmudict", "pronunciation_file")
 TOO_LONG_POLICIES: tuple[str, ...] = ("error", "skip")
 # Which splits each Lightning stage reads; a split's data set is built the first time a stage needs it.
@@ -35,9 +34,11 @@ _STAGE_SPLITS: dict[str, tuple[Stage, ...]] = {
     "predict": (),
 }
 _MAX_EXAMPLES = 5  # how many offending words a message lists
+# Evaluation batches have one item per word (training: one per pronunciation) and no backward pass: twice as large.
+DEFAULT_LOADER = LoaderSettings(batch_size=128, eval_batch_size=256)
 
 
-class Seq2SeqDataModule(LengthBucketedDataModule):
+class Seq2SeqDataModule(SeqlitDataModule):
     """Grapheme-to-phoneme: the characters of a word in, its phonemes (with stress digits) out.
 
     The dictionary is split by headword (`entity_split`, audited on every setup), so no word, and so
@@ -53,8 +54,8 @@ class Seq2SeqDataModule(LengthBucketedDataModule):
         val_fraction / test_fraction / split_seed: share of headwords held out, and the shuffle seed.
         max_source_length / too_long: longest word (in characters) allowed, and whether a longer one is
             an `error` or is `skip`ped (dropped with a warning that counts the dropped items).
-        batch_size / eval_batch_size / max_tokens: caps per batch (eval_batch_size defaults to 2 x batch_size).
-        bucketing: batch words of similar length (`False` gives plain shuffled batches).
+        loader: batching and loading (`LoaderSettings`); None: `DEFAULT_LOADER`, 128 training items and 256
+            evaluation words per batch, bucketed by word length.
     """
 
     def __init__(
@@ -68,16 +69,9 @@ class Seq2SeqDataModule(LengthBucketedDataModule):
         split_seed: int = 0,
         max_source_length: int | None = None,
         too_long: Literal["error", "skip"] = "error",
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        max_tokens: int | None = None,
-        bucketing: bool = True,
-        bucket_size_multiplier: int | None = 100,
-        sampler_seed: int | None = None,
-        num_workers: int | None = None,
-        pin_memory: bool | None = None,
+        loader: LoaderSettings | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(loader or DEFAULT_LOADER)
         if dataset not in DATASETS:
             raise DataError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}.")
         if dataset == "pronunciation_file" and train_path is None:
@@ -101,16 +95,7 @@ class Seq2SeqDataModule(LengthBucketedDataModule):
         self.split_seed = split_seed
         self.max_source_length = max_source_length
         self.too_long = too_long
-        self.batch_size = batch_size
-        self.eval_batch_size = 2 * batch_size if eval_batch_size is None else eval_batch_size
-        self.max_tokens = max_tokens
-        self.bucketing = bucketing
-        self.bucket_size_multiplier = bucket_size_multiplier
-        self.sampler_seed = sampler_seed
-        self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.collate = Seq2SeqCollator()
-        self.datasets: dict[Stage, Seq2SeqDataset] = {}
 
     # Vocabularies the CLI links into the model (apply_on="instantiate"): known before `setup`.
     @property
@@ -156,16 +141,14 @@ class Seq2SeqDataModule(LengthBucketedDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for side, current in (("source", self.source_tokens), ("target", self.target_tokens)):
-            saved = list(state_dict.get(f"{side}_tokens", current))
-            if saved != current:
-                only_saved = sorted(set(saved) - set(current))[:10]
-                only_current = sorted(set(current) - set(saved))[:10]
-                raise CheckpointMismatchError(
-                    f"the checkpoint was trained with a different {side} vocabulary ({len(saved)} tokens, "
-                    f"{only_saved} not in the data now) than the data gives now ({len(current)} tokens, "
-                    f"{only_current} new). Ids would mean other symbols: use the same dictionary, lowercase "
-                    "and split settings as in training, or start a new run."
-                )
+            saved = state_dict.get(f"{side}_tokens")
+            only_saved = sorted(set(saved or ()) - set(current))[:10]
+            only_current = sorted(set(current) - set(saved or ()))[:10]
+            check_checkpoint_matches(
+                f"{side} vocabulary", saved, current,
+                fix=f"{only_saved} are not in the data now and {only_current} are new (ids would mean other "
+                "symbols). Use the same dictionary, lowercase and split settings as in training, or start a new run.",
+            )
 
     # ---- helpers -------------------------------------------------------------------------------
     @cached_property
@@ -289,9 +272,6 @@ class Seq2SeqDataModule(LengthBucketedDataModule):
                 f"{len(affected)} {name} word(s) have phonemes never seen in the training split (e.g. "
                 f"{affected[:_MAX_EXAMPLES]}); they appear as <unk> in the references and cannot be predicted."
             )
-
-    def batch_size_for(self, stage: str) -> int:
-        return self.batch_size if stage == "train" else self.eval_batch_size
 
 
 class Seq2SeqDataset(Dataset[Seq2SeqSample]):

@@ -5,15 +5,17 @@ import pandas as pd
 import pytest
 import torch
 
-from seqlit.data.bucketing import padding_ratio, random_batches
+from seqlit.data.bucketing import random_batches
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from seqlit.data.splits import LeakageError
 from seqlit.errors import CheckpointMismatchError, DataError
+from seqlit.padding import padding_ratio
 
 
 @pytest.fixture(scope="module")
 def vowels() -> SequenceClassificationDataModule:
-    datamodule = SequenceClassificationDataModule(batch_size=16)
+    datamodule = SequenceClassificationDataModule(loader=LoaderSettings(batch_size=16))
     datamodule.setup("fit")
     return datamodule
 
@@ -98,7 +100,7 @@ def test_long_format_splits_are_audited_and_non_empty(tmp_path: Path, split: str
     path = _series_csv(tmp_path / "series.csv", n_entities=10)
     datamodule = SequenceClassificationDataModule(
         dataset="long_format", train_path=str(path), sequence_column="seq", split=split,
-        val_fraction=0.2, test_fraction=0.2, batch_size=4,
+        val_fraction=0.2, test_fraction=0.2, loader=LoaderSettings(batch_size=4),
     )
     datamodule.setup("fit")
     records = {name: ds.records for name, ds in datamodule.datasets.items()}

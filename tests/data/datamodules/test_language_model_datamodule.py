@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.language_model import LanguageModelDataModule, TextSpan
 from seqlit.data.splits import LeakageError
 from seqlit.errors import DataError
@@ -19,7 +20,7 @@ def _write(path: Path, text: str) -> str:
 
 
 def test_pydoc_corpus_is_split_by_position_with_train_first() -> None:
-    data = LanguageModelDataModule(batch_size=8, eval_batch_size=4, bptt=64)
+    data = LanguageModelDataModule(bptt=64, loader=LoaderSettings(batch_size=8, eval_batch_size=4))
     spans = data.spans
     assert spans["train"].start == 0
     assert spans["train"].end == spans["val"].start < spans["val"].end == spans["test"].start < spans["test"].end
@@ -31,7 +32,7 @@ def test_pydoc_corpus_is_split_by_position_with_train_first() -> None:
 
 
 def test_leakage_audit_runs_on_setup_and_catches_an_evaluation_span_inside_training() -> None:
-    data = LanguageModelDataModule(batch_size=8, eval_batch_size=4)
+    data = LanguageModelDataModule(loader=LoaderSettings(batch_size=8, eval_batch_size=4))
     split = data.audit()
     assert split.train.max() < split.val.min() and split.val.max() < split.test.min()  # no eval line before train
     assert split.sizes()["train"] > 10 * split.sizes()["test"] > 0
@@ -47,7 +48,8 @@ def test_tokenizer_is_fitted_on_training_text_only(tmp_path: Path) -> None:
     body = "".join(f"line {i} abc\n" for i in range(200))
     path = _write(tmp_path / "doc.txt", body + "ZZZZ\n" * 12 + "QQQQ\n" * 12)
     data = LanguageModelDataModule(
-        corpus="files", paths=[path], val_fraction=0.03, test_fraction=0.03, batch_size=2, eval_batch_size=1
+        corpus="files", paths=[path], val_fraction=0.03, test_fraction=0.03,
+        loader=LoaderSettings(batch_size=2, eval_batch_size=1),
     )
     assert "Z" not in data.tokenizer.tokens and "Q" not in data.tokenizer.tokens
     assert "a" in data.tokenizer.tokens
@@ -58,7 +60,8 @@ def test_tokenizer_is_fitted_on_training_text_only(tmp_path: Path) -> None:
 def test_documents_end_with_eos_and_split_pieces_do_not(tmp_path: Path) -> None:
     paths = [_write(tmp_path / f"{i}.txt", f"document {i}\n" * 30) for i in range(3)]
     data = LanguageModelDataModule(
-        corpus="files", paths=paths, val_fraction=0.2, test_fraction=0.2, batch_size=2, eval_batch_size=1
+        corpus="files", paths=paths, val_fraction=0.2, test_fraction=0.2,
+        loader=LoaderSettings(batch_size=2, eval_batch_size=1),
     )
     all_ids = torch.cat([data.token_ids(stage) for stage in ("train", "val", "test")])
     assert int((all_ids == EOS_ID).sum()) == 3  # one per document, none at a split boundary
@@ -66,7 +69,7 @@ def test_documents_end_with_eos_and_split_pieces_do_not(tmp_path: Path) -> None:
 
 
 def test_loaders_yield_streams_that_continue_across_batches() -> None:
-    data = LanguageModelDataModule(batch_size=4, eval_batch_size=2, bptt=32)
+    data = LanguageModelDataModule(bptt=32, loader=LoaderSettings(batch_size=4, eval_batch_size=2))
     data.setup("fit")
     first, second = list(zip(range(2), data.train_dataloader()))
     inputs_first, inputs_second = first[1].inputs, second[1].inputs
@@ -77,13 +80,14 @@ def test_loaders_yield_streams_that_continue_across_batches() -> None:
 
 
 def test_prompts_from_config_and_file(tmp_path: Path) -> None:
-    data = LanguageModelDataModule(prompts=["def ", ""], batch_size=2)
+    data = LanguageModelDataModule(prompts=["def ", ""], loader=LoaderSettings(batch_size=2))
     data.setup("predict")
     batches = list(data.predict_dataloader())
     assert [int(b.indices[0]) for b in batches] == [0, 1]
     assert batches[0].inputs[0, 0] == EOS_ID and batches[0].inputs.shape[1] == 5
     assert data.item_ids("predict") == ["def ", ""]
-    file_data = LanguageModelDataModule(predict_path=_write(tmp_path / "p.txt", "class \nimport\\n"), batch_size=2)
+    file_data = LanguageModelDataModule(predict_path=_write(tmp_path / "p.txt", "class \nimport\\n"),
+                                        loader=LoaderSettings(batch_size=2))
     file_data.setup("predict")
     assert file_data.item_ids("predict") == ["class ", "import\n"]
 
@@ -106,7 +110,8 @@ def test_bad_input_gives_clear_errors(tmp_path: Path) -> None:
         _ = LanguageModelDataModule(corpus="files", paths=[str(tmp_path / "missing.txt")]).documents
     small = _write(tmp_path / "small.txt", "a b c\n" * 40)
     with pytest.raises(DataError, match="val split.*smaller batch size"):
-        data = LanguageModelDataModule(corpus="files", paths=[small], batch_size=2, eval_batch_size=64)
+        data = LanguageModelDataModule(corpus="files", paths=[small],
+                                       loader=LoaderSettings(batch_size=2, eval_batch_size=64))
         data.setup("fit")
     with pytest.raises(DataError, match="needs prompts"):
         LanguageModelDataModule().setup("predict")

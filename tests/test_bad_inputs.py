@@ -30,7 +30,7 @@ from seqlit.data.datamodules.language_model import LanguageModelDataModule
 from seqlit.data.datamodules.seq2seq import Seq2SeqDataModule
 from seqlit.data.splits import EmptySplitError
 from seqlit.errors import CheckpointMismatchError, DataError
-from tests.builders import language_model
+from tests.builders import language_model as build_language_model
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -188,7 +188,7 @@ def _lm_tokenizer_mismatch(tmp: Path) -> Callable[[], Any]:
     def build() -> None:
         old = language_model(_text(tmp / "old.txt", "the cat sat on the mat\n" * 30))().tokenizer_state
         new = language_model(_text(tmp / "new.txt", "0123456789 digits only\n" * 30))().tokenizer_state
-        model = language_model(new, embedding_size=8, hidden_size=8, num_layers=1)
+        model = build_language_model(new, embedding_size=8, hidden_size=8, num_layers=1)
         model.on_load_checkpoint({"hyper_parameters": {"tokenizer": old}, "state_dict": {}})
 
     return build
@@ -338,7 +338,7 @@ CATALOGUE: dict[str, BadInput] = {
     ),
     "checkpoint-other-tokenizer": BadInput(
         _lm_tokenizer_mismatch,
-        CheckpointMismatchError, r"trained with a char tokenizer of \d+ tokens.*train a new model",
+        CheckpointMismatchError, r"trained with the tokenizer .char, \d+ tokens.*train a new model",
     ),
     # -- pronunciation dictionaries (G2P) ---------------------------------------------------------------------
     "dictionary-line-without-phonemes": BadInput(

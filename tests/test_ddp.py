@@ -83,7 +83,13 @@ def _rank_entry(rank: int, port: int, worker: Callable[..., None], args: tuple[A
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD_SIZE), NODE_RANK="0",
                       LOCAL_RANK=str(rank), RANK=str(rank))
     torch.set_num_threads(1)  # two processes share the two cores
-    worker(rank, *args)
+    try:
+        worker(rank, *args)
+    finally:
+        # A gloo group left alive at interpreter exit can abort one rank ("terminate called without an active
+        # exception") after all the work is done; leave it cleanly, as a torchrun script should.
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _ddp_trainer(root: Path, callbacks: list[pl.Callback], **overrides: Any) -> pl.Trainer:

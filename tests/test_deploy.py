@@ -28,7 +28,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
-from seqlit.cli import SeqlitCLI, main
+from seqlit.cli import BASE_CONFIG, SeqlitCLI, main
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_IMAGE = REPO / "docker/Dockerfile"
@@ -191,7 +191,11 @@ def test_cluster_overlay_composes_with_every_recipe(recipe: Path, capsys: pytest
     for key in ("max_epochs", "max_steps", "gradient_clip_val"):
         if key in own["trainer"]:
             assert trainer[key] == own["trainer"][key], key
-    assert len(trainer["callbacks"] or []) == len(own["trainer"].get("callbacks") or [])
+    # ... and so do the callbacks of the shared base (the recipe states none of its own).
+    base = yaml.safe_load(BASE_CONFIG.read_text())
+    assert [c["class_path"] if isinstance(c, dict) else c for c in trainer["callbacks"]] == [
+        c["class_path"] if isinstance(c, dict) else c for c in base["trainer"]["callbacks"]
+    ]
 
 
 def test_overlay_builds_a_ddp_trainer_in_the_slurm_environment(monkeypatch: pytest.MonkeyPatch,

@@ -24,6 +24,7 @@ from seqlit.cli import SeqlitCLI
 from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from seqlit.tasks.classifier import SequenceClassifier
+from tests.builders import classifier
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 2

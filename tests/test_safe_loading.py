@@ -148,7 +148,7 @@ def test_checkpoint_of_another_task_names_both_models(
     checkpoint, _, _ = fitted("forecaster")
     monkeypatch.chdir(tmp_path)
     line = _refused(_task_arguments("classifier", tmp_path), checkpoint, capsys)
-    assert "is for another model: it holds a Forecaster (seqlit.tasks.forecaster.Forecaster)" in line
+    assert "is for another model: it holds a Forecaster (seqlit.tasks.Forecaster)" in line
     assert "this config builds a SequenceClassifier" in line and "Fix: use the config the checkpoint" in line
 
 
@@ -205,4 +205,4 @@ def test_checkpoint_of_another_tokenizer_is_refused_by_the_task(
     checkpoint, arguments, _ = fitted("lm_char")
     monkeypatch.chdir(tmp_path)
     line = _refused([*arguments, "--data.init_args.tokenizer", "word"], checkpoint, capsys)
-    assert "char tokenizer" in line and "word tokenizer" in line and "use the training run's corpus" in line
+    assert "the tokenizer 'char, " in line and "this run has 'word, " in line and "use the training run's corpus" in line

@@ -239,13 +239,14 @@ class _GradLayout:
         gate_index: dict[str, int] = {}
         seen: set[int] = set()
         for path, owner in module.named_modules():
-            gates = GATE_NAMES.get(owner.mode, ()) if isinstance(owner, nn.RNNBase) else ()
+            recurrent = _is_gated_rnn(owner)
+            gates = GATE_NAMES.get(owner.mode, ()) if recurrent else ()
             for name, parameter in owner.named_parameters(recurse=False):
                 # Tied parameters count once, as in clip_grad_norm_ over model.parameters().
                 if id(parameter) in seen:
                     continue
                 seen.add(id(parameter))
-                match = _RNN_PARAMETER.fullmatch(name) if isinstance(owner, nn.RNNBase) else None
+                match = _RNN_PARAMETER.fullmatch(name) if recurrent else None
                 if match is not None:
                     group = _join(path, f"l{match['layer']}{match['reverse'] or ''}")
                 else:
@@ -387,6 +388,14 @@ def _write(trainer: pl.Trainer, metrics: dict[str, float], step: int | None = No
     """
     for logger in getattr(trainer, "loggers", []):
         logger.log_metrics(metrics, step=trainer.global_step if step is None else step)
+
+
+def _is_gated_rnn(module: nn.Module) -> bool:
+    """torch's RNNs, and any module that lays out its weights as they do (`mode` "LSTM"/"GRU", `weight_hh_l0`),
+    such as seqlit's layer-normalised cells: their matrices split into gate blocks."""
+    if isinstance(module, nn.RNNBase):
+        return True
+    return getattr(module, "mode", None) in GATE_NAMES and isinstance(getattr(module, "weight_hh_l0", None), Tensor)
 
 
 def _join(path: str, name: str) -> str:

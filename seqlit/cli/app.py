@@ -205,6 +205,13 @@ class SeqlitCLI(LightningCLI):
         path = self._subconfig().get("ckpt_path")
         return Path(path) if path and Path(path).is_file() else None
 
+    def _set_up_data(self, stage: str) -> None:
+        """Sets the data up (reading, splitting, auditing) before the trainer starts: Lightning creates the
+        loggers' folders and files first, so data that is refused would otherwise leave an empty run behind.
+        seqlit's data modules build each split once, so the trainer's own `setup` call costs nothing."""
+        if self.datamodule is not None:
+            self.datamodule.setup(stage)
+
     def _resolve_last_checkpoint(self) -> None:
         """`--ckpt_path last` means the newest `last*.ckpt` (or interruption checkpoint) of this run name,
         across versions: Lightning looks for "last" only in the *new* run's (empty) checkpoint folder."""
@@ -218,15 +225,19 @@ class SeqlitCLI(LightningCLI):
 
     # ---- subcommands -------------------------------------------------------------------------------
     def before_fit(self) -> None:
+        self._set_up_data("fit")
         self._resolve_last_checkpoint()
 
     def before_validate(self) -> None:
+        self._set_up_data("validate")
         self._resolve_last_checkpoint()
 
     def before_test(self) -> None:
+        self._set_up_data("test")
         self._resolve_last_checkpoint()
 
     def before_predict(self) -> None:
+        self._set_up_data("predict")
         self._resolve_last_checkpoint()
         path = self.config["predict"].get("predictions_path")
         if path is None:

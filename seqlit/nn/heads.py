@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from seqlit.nn.dropout import check_probability
@@ -22,15 +23,16 @@ class ClassificationHead(nn.Module):
         check_probability("head dropout", dropout)
         if hidden_size is not None and hidden_size < 1:
             raise ValueError(f"head hidden_size must be >= 1 or null, got {hidden_size}.")
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
-        if hidden_size:
-            hidden = nn.Linear(input_size, hidden_size)
-            init_linear_(hidden)
-            layers += [hidden, nn.ReLU(), nn.Dropout(dropout)]
-        output = nn.Linear(hidden_size or input_size, n_classes)
-        init_linear_(output)
-        self.layers = nn.Sequential(*layers, output)
+        self.dropout = nn.Dropout(dropout)
+        self.hidden = nn.Linear(input_size, hidden_size) if hidden_size else None
+        self.output = nn.Linear(hidden_size or input_size, n_classes)
+        for layer in (self.hidden, self.output):
+            if layer is not None:
+                init_linear_(layer)
 
     def forward(self, pooled: Tensor) -> Tensor:
         """pooled (B, D*H) -> logits (B, C)."""
-        return self.layers(pooled)
+        features = self.dropout(pooled)  # (B, D*H)
+        if self.hidden is not None:
+            features = self.dropout(torch.relu(self.hidden(features)))  # (B, hidden)
+        return self.output(features)  # (B, C)

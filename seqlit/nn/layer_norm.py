@@ -72,6 +72,7 @@ class LayerNormLSTM(ExplicitRNN):
 
     num_gates = 4
     state_parts = 2
+    mode = "LSTM"  # torch's name for the layout: gate blocks i, f, g, o (gradient monitors read it)
 
     def __init__(
         self,
@@ -161,6 +162,7 @@ class LayerNormGRU(ExplicitRNN):
 
     num_gates = 3
     state_parts = 1
+    mode = "GRU"  # torch's name for the layout: gate blocks r, z, n
 
     def __init__(
         self,

@@ -68,9 +68,10 @@ def configure_optimization(
     config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
     if isinstance(scheduler, ReduceLROnPlateau):
         metric, mode = monitor
+        metric = getattr(scheduler, "monitor", None) or metric  # Lightning's subclass names its own metric
         if scheduler.mode != mode:
             raise ValueError(
-                f"ReduceLROnPlateau has mode={scheduler.mode!r} but the task's monitor {metric} is better when "
+                f"ReduceLROnPlateau has mode={scheduler.mode!r} but the monitored {metric} is better when "
                 f"{'lower' if mode == 'min' else 'higher'}; set lr_scheduler.init_args.mode: {mode}."
             )
         config["monitor"] = metric

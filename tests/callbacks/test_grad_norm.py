@@ -445,7 +445,7 @@ def test_sequence_classifier_keys(tmp_path: Path) -> None:
         "grad/norm_total",
         "grad/norm/encoder.rnn.l0",
         "grad/norm/encoder.rnn.l0_reverse",
-        "grad/norm/head",
+        "grad/norm/head.output",
         "grad/norm/pooling.attention.project",
         "grad/norm_gate/encoder.rnn.l0/forget",
     ]

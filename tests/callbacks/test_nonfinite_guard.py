@@ -24,7 +24,7 @@ class _PoisonedClassifier(SequenceClassifier):
         self.weights_at_step: dict[int, torch.Tensor] = {}
 
     def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
-        self.weights_at_step[self.global_step] = self.head.layers[-1].weight.detach().clone()
+        self.weights_at_step[self.global_step] = self.head.output.weight.detach().clone()
         loss = super().training_step(batch, batch_idx)
         return loss * float("nan") if self.global_step in self.poisoned_steps else loss
 
@@ -62,7 +62,7 @@ def test_nan_step_leaves_weights_and_optimizer_untouched(tmp_path: Path) -> None
     trainer.fit(model, _loader())
     # Lightning counts a skipped step as a step, so the weights seen at steps 3 and 4 are equal.
     assert torch.equal(model.weights_at_step[3], model.weights_at_step[4])
-    adam_state = trainer.optimizers[0].state[model.head.layers[-1].weight]
+    adam_state = trainer.optimizers[0].state[model.head.output.weight]
     assert int(adam_state["step"]) == 4  # five steps, one skipped: moments saw four updates
 
 
@@ -71,7 +71,7 @@ def test_consecutive_nans_stop_training_and_keep_last_good_checkpoint(tmp_path: 
     with pytest.raises(NonFiniteLossError, match=r"global step 6 .*3 consecutive"):
         _trainer(tmp_path, NonFiniteGuard(max_consecutive=3), max_steps=20).fit(model, _loader())
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
-    saved = last["state_dict"]["head.layers.1.weight"]
+    saved = last["state_dict"]["head.output.weight"]
     assert torch.isfinite(saved).all()
     # the newest checkpoint holds the weights of the last good step
     torch.testing.assert_close(saved, model.weights_at_step[4])

@@ -155,9 +155,23 @@ def test_reset_clears_state(metric_class: type[WordErrorRate] | type[PhonemeErro
 
 @pytest.mark.parametrize("metric_class", [WordErrorRate, PhonemeErrorRate])
 def test_states_are_summed_for_distributed_sync(metric_class: type[WordErrorRate] | type[PhonemeErrorRate]) -> None:
-    metric = metric_class()
-    assert metric._reductions["errors"] is not None and metric._reductions["total"] is not None
-    assert metric._defaults["errors"].dtype == torch.long
+    """Two ranks with unequal numbers of words: merging their states the way a DDP sync does (each state
+    reduced with its dist_reduce_fx) gives the rate of one process over all words, not the mean of the ranks'
+    rates."""
+    words = [(["K", "AE1", "T"], [("K", "AE1", "T")]), (["D", "AO1"], [("D", "AO1", "G")]),
+             (["B", "AH1", "S"], [("B", "IH1", "S"), ("B", "AH1", "S")]), (["F"], [("F", "IY1", "D")]),
+             (["T", "OW1"], [("T", "UW1")])]
+    rank_zero, rank_one, whole = metric_class(), metric_class(), metric_class()
+    for metric, part in ((rank_zero, words[:1]), (rank_one, words[1:]), (whole, words)):
+        metric.update([prediction for prediction, _ in part], [references for _, references in part])
+    rank_zero.merge_state(rank_one)  # applies each state's dist_reduce_fx, as the sync across ranks does
+    assert float(rank_zero.compute()) == pytest.approx(float(whole.compute()))
+    assert rank_zero.errors.dtype == torch.long  # exact integer counts, no float drift over an epoch
+    one, rest = metric_class(), metric_class()
+    one.update([words[0][0]], [words[0][1]])
+    rest.update([w for w, _ in words[1:]], [r for _, r in words[1:]])
+    per_rank_mean = (float(one.compute()) + float(rest.compute())) / 2
+    assert per_rank_mean != pytest.approx(float(whole.compute()))  # what averaging ratios would report
 
 
 @pytest.mark.parametrize("metric_class", [WordErrorRate, PhonemeErrorRate])

@@ -17,7 +17,7 @@ from seqlit.errors import CheckpointMismatchError
 from seqlit.nn.language_model import detach_state
 from seqlit.tasks.language_model import LanguageModel
 from seqlit.types import EOS_ID, SPECIAL_TOKENS, LMBatch
-from tests.builders import language_model
+from tests.builders import language_model, spec
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 10
 NO_DROPOUT = dict(embedding_dropout=0.0, input_dropout=0.0, hidden_dropout=0.0, output_dropout=0.0, weight_drop=0.0)
@@ -260,7 +260,8 @@ def test_ddp_ranks_read_disjoint_contiguous_shards_in_equal_chunk_counts(tmp_pat
         loader=LoaderSettings(batch_size=3, eval_batch_size=2),
         test_fraction=0.1,
     )
-    model = _RankRecordingLM(str(tmp_path), tokenizer=data.tokenizer_state, embedding_size=8, hidden_size=8)
+    model = _RankRecordingLM(str(tmp_path), tokenizer=data.tokenizer_state,
+                             network=spec("seqlit.nn.RecurrentLanguageModel", embedding_size=8, hidden_size=8))
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,

@@ -57,7 +57,7 @@ def test_epoch_schedulers_and_plateau_on_the_tasks_monitor() -> None:
     plateau = {"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau", "init_args": {"factor": 0.25, "patience": 0}}
     config = configure_optimization(_model(), sgd, plateau, 10, ("val/bpc", "min"))
     assert config["lr_scheduler"]["monitor"] == "val/bpc" and config["lr_scheduler"]["interval"] == "epoch"
-    with pytest.raises(ValueError, match="mode='min' but the task's monitor val/acc is better when higher"):
+    with pytest.raises(ValueError, match="mode='min' but the monitored val/acc is better when higher"):
         configure_optimization(_model(), sgd, plateau, 10, ("val/acc", "max"))
 
 

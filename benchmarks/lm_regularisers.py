@@ -14,18 +14,19 @@ import argparse
 from quiet_fit import fit_variant, quiet_logging
 
 # variant -> model overrides; "full" keeps the config as written.
+NET = "network.init_args"  # the language model network's settings, under the task's init_args
 VARIANTS: dict[str, dict[str, str]] = {
     "full": {},
-    "no_weight_drop": {"weight_drop": "0.0"},
-    "no_locked_dropout": {"input_dropout": "0.0", "hidden_dropout": "0.0", "output_dropout": "0.0"},
-    "no_embedding_dropout": {"embedding_dropout": "0.0"},
-    "no_weight_tying": {"tie_weights": "false"},
-    "no_weight_decay": {"weight_decay": "0.0"},
+    "no_weight_drop": {f"{NET}.weight_drop": "0.0"},
+    "no_locked_dropout": {f"{NET}.input_dropout": "0.0", f"{NET}.hidden_dropout": "0.0", f"{NET}.output_dropout": "0.0"},
+    "no_embedding_dropout": {f"{NET}.embedding_dropout": "0.0"},
+    "no_weight_tying": {f"{NET}.tie_weights": "false"},
+    "no_weight_decay": {"optimizer.init_args.weight_decay": "0.0"},
     "no_regularisation": {
-        "weight_drop": "0.0", "input_dropout": "0.0", "hidden_dropout": "0.0", "output_dropout": "0.0",
-        "embedding_dropout": "0.0", "weight_decay": "0.0",
+        f"{NET}.weight_drop": "0.0", f"{NET}.input_dropout": "0.0", f"{NET}.hidden_dropout": "0.0",
+        f"{NET}.output_dropout": "0.0", f"{NET}.embedding_dropout": "0.0", "optimizer.init_args.weight_decay": "0.0",
     },
-    "layer_norm": {"layer_norm": "true"},
+    "layer_norm": {f"{NET}.layer_norm": "true"},
     "no_state_carry": {"carry_state": "false"},
 }
 

@@ -4,7 +4,7 @@ The same model is trained on the same batches for the same number of optimizer s
 
 (a) a plain PyTorch loop: `SequenceClassifier` used as an `nn.Module`, summed cross-entropy / number of
     targets, backward, `clip_grad_norm_(1.0)`, AdamW + warmup-cosine schedule from
-    `seqlit.tasks.optim.configure_optimizer` (the task's own hyperparameters), scheduler step per step;
+    `seqlit.tasks.optim.configure_optimization` (the task's own optimizer and schedule), scheduler step per step;
 (b) `lightning.pytorch.Trainer` fitting `SequenceClassifier` with every callback `seqlit fit` adds
     (GradNormMonitor, PaddingRatioMonitor, NonFiniteGuard, LossScaleMonitor, RNGStateCheckpoint,
     SafeCheckpointing, all with default arguments, as the CLI builds them), gradient_clip_val=1.0 (norm),
@@ -56,7 +56,7 @@ from seqlit.callbacks.safe_checkpointing import SafeCheckpointing
 from seqlit.data.collate import Sample, SequenceCollator
 from seqlit.data.datamodules.loaders import length_bucketed_loader
 from seqlit.tasks.classifier import SequenceClassifier
-from seqlit.tasks.optim import configure_optimizer
+from seqlit.tasks.optim import configure_optimization
 from seqlit.types import SeqBatch
 
 # Helpers of the other benchmarks (scripts run from benchmarks/, which is then on sys.path).
@@ -138,10 +138,7 @@ def train_plain(samples: list[Sample], lengths: list[int], batch_size: int, step
     setup_started = time.perf_counter()
     model = build_model()
     hparams = model.hparams
-    configured = configure_optimizer(
-        model, hparams.optimizer, hparams.lr, hparams.weight_decay, steps, hparams.warmup_fraction,
-        hparams.min_lr_ratio,
-    )
+    configured = configure_optimization(model, hparams.optimizer, hparams.lr_scheduler, steps, model.monitor)
     optimizer: torch.optim.Optimizer = configured["optimizer"]
     scheduler: torch.optim.lr_scheduler.LRScheduler = configured["lr_scheduler"]["scheduler"]
     loader = bucketed_loader(samples, lengths, batch_size)

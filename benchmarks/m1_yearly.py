@@ -23,10 +23,10 @@ BASELINES = ("naive", "seasonal_naive", "drift")
 RECIPES = {"gru": "configs/m1_yearly_gru.yaml", "lstm": "configs/m1_yearly_lstm.yaml"}
 # `--ablations`: the GRU recipe with one setting changed (data or model), same seeds and budget.
 ABLATIONS: dict[str, list[str]] = {
-    "gru_encoder_decoder": ["--model.init_args.network", "encoder_decoder"],
-    "gru_encoder_decoder_scheduled": ["--model.init_args.network", "encoder_decoder",
-                                      "--model.init_args.teacher_forcing", "linear",
-                                      "--model.init_args.teacher_forcing_c", "0.002"],
+    "gru_encoder_decoder": ["--model.init_args.network", "seqlit.nn.EncoderDecoderForecaster"],
+    "gru_encoder_decoder_scheduled": ["--model.init_args.network", "seqlit.nn.EncoderDecoderForecaster",
+                                      "--model.init_args.teacher_forcing.init_args.kind", "linear",
+                                      "--model.init_args.teacher_forcing.init_args.c", "0.002"],
     "gru_quantile": ["--model.init_args.loss", "quantile"],
     "gru_jitter_0.05": ["--data.init_args.jitter", "0.05"],
     "gru_step_dropout_0.1": ["--data.init_args.step_dropout", "0.1"],

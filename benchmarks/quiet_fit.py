@@ -24,7 +24,8 @@ def quiet_logging() -> None:
 def fit_variant(
     config: str, epochs: int, run_name: str, model_overrides: dict[str, str], extra: list[str]
 ) -> tuple[SeqlitCLI, float]:
-    """Trains `config` for `epochs` with `--model.init_args.<key> <value>` overrides; returns the CLI and seconds."""
+    """Trains `config` for `epochs` with `--model.init_args.<key> <value>` overrides (keys such as
+    `network.init_args.weight_drop` for a part's setting); returns the CLI and seconds."""
     args = [
         "fit", "--config", config,
         "--trainer.max_epochs", str(epochs),

@@ -23,7 +23,8 @@ from seqlit.data.datamodules.classification import SequenceClassificationDataMod
 from seqlit.data.datamodules.forecasting import ForecastingDataModule
 from seqlit.data.datamodules.language_model import LanguageModelDataModule
 from seqlit.data.datamodules.seq2seq import Seq2SeqDataModule
-from seqlit.data.splits import SPLIT_NAMES, LeakageError, Split, split_summary
+from seqlit.data.split_audit import split_summary
+from seqlit.data.splits import SPLIT_NAMES, LeakageError, Split
 from seqlit.doctor import Diagnosis, padding
 from seqlit.errors import SeqlitError
 

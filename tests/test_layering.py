@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
                      "distributed"},
     "doctor": LEAVES | {"data", "nn", "callbacks"},
     "audit": LEAVES | {"data", "doctor"},
-    "compare": LEAVES | {"plots"},
+    "compare": LEAVES | {"plots", "compare_report"},
+    "compare_report": LEAVES | {"plots"},
     "demo": LEAVES | {"cli"},
     "plots": LEAVES | {"tasks"},
 }

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer
+import yaml
 from jsonargparse import Namespace
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -130,7 +131,7 @@ class SeqlitCLI(LightningCLI):
         for source, target in DATA_TO_MODEL_LINKS:
             parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
         parser.add_argument("--run_name", type=str | None, default=None,
-                            help="Log folder name under runs/ (default: the last --config file's name).")
+                            help="Log folder name under runs/ (default: the name of the last --config file that sets the model).")
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After `fit`, evaluate the best checkpoint on the test split (needs a ModelCheckpoint).")
         parser.add_argument("--predictions_path", type=str | None, default=None,
@@ -181,9 +182,12 @@ class SeqlitCLI(LightningCLI):
                 init_args["save_dir"] = str(root)
 
     def _default_run_name(self, config: Any) -> str:
-        paths = [path for path in (config.get("config") or []) if path is not None]
-        if paths:
-            return Path(str(paths[-1])).stem
+        """The name of the last --config file that sets the model (overlays such as a logger or cluster file
+        do not name the run); without one, the task's name in snake case."""
+        paths = [Path(str(path)) for path in (config.get("config") or []) if path is not None]
+        recipes = [path for path in paths if _sets_model(path)]
+        if recipes or paths:
+            return (recipes or paths)[-1].stem
         model = self._model_config()
         class_name = model["class_path"].rsplit(".", 1)[-1] if model else "seqlit"
         return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
@@ -317,6 +321,14 @@ def _with_base_config(parser_kwargs: dict[str, Any] | None, run: bool) -> dict[s
     for name in SeqlitCLI.subcommands():
         kwargs[name] = {"default_config_files": base, **kwargs.get(name, {})}
     return kwargs
+
+
+def _sets_model(path: Path) -> bool:
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(settings, dict) and "model" in settings
 
 
 def _share_version_folder(trainer: Trainer) -> None:

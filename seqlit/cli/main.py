@@ -6,6 +6,7 @@ import difflib
 import importlib
 import inspect
 import logging
+import os
 import re
 import signal
 import sys
@@ -27,6 +28,10 @@ def main(args: list[str] | None = None) -> None:
     143 a fit stopped by SIGTERM (128 + SIGTERM, as if killed), so schedulers do not count it as done.
     """
     argv = sys.argv[1:] if args is None else list(args)
+    # Parts named in a config (`cell: my_cells.IndRNNCell`) import from the folder the command runs in, as
+    # with `python -m`; the console script alone would only see installed packages.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     reporting = bool(argv) and argv[0] in SEQLIT_SUBCOMMANDS  # these print their own report
     # A failed audit (a leak, unusable data) exits with 1, so `seqlit audit` can gate a CI job.
     prefix, data_error_code = ("audit failed: ", 1) if argv[:1] == ["audit"] else ("", 2)

@@ -7,8 +7,9 @@ import torch
 from torch.utils.data import Dataset
 
 from seqlit.data.collate import ForecastSample, Sample
-from seqlit.data.forecasting import CovariateNormalizer, Windows, WindowScaler, in_sample_scale
+from seqlit.data.forecasting import Windows
 from seqlit.data.normalise import FeatureNormalizer
+from seqlit.data.scaling import CovariateNormalizer, WindowScaler, in_sample_scale
 from seqlit.data.sources import SequenceRecords, SeriesPanel
 from seqlit.types import IGNORE_INDEX
 

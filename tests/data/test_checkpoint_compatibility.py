@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqlit.data.forecasting import SeriesScaler
 from seqlit.data.normalise import FeatureNormalizer
+from seqlit.data.scaling import SeriesScaler
 from seqlit.data.sources import panel_from_frame
 from seqlit.errors import CheckpointMismatchError
 

@@ -19,17 +19,19 @@ from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.forecasting import ForecastingDataModule
 from seqlit.data.datasets import ForecastWindowDataset
 from seqlit.data.forecasting import (
-    ContextScaler,
-    CovariateNormalizer,
     ForecastSplit,
-    IdentityScaler,
-    SeriesScaler,
     Windows,
-    WindowScaler,
     audit_forecast_split,
     audit_scaler,
     chronological_holdout,
     entity_holdout,
+)
+from seqlit.data.scaling import (
+    ContextScaler,
+    CovariateNormalizer,
+    IdentityScaler,
+    SeriesScaler,
+    WindowScaler,
     in_sample_scale,
 )
 from seqlit.data.sources import SeriesPanel, load_m1_yearly, panel_from_frame

@@ -6,19 +6,21 @@ import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-from seqlit.data.splits import (
+from seqlit.data.split_audit import (
     AUDIT_MODES,
-    EmptySplitError,
-    LeakageError,
-    Split,
     audit,
     audit_chronological,
     audit_disjoint,
     audit_entities,
+    split_summary,
+)
+from seqlit.data.splits import (
+    EmptySplitError,
+    LeakageError,
+    Split,
     chronological_split,
     entity_split,
     group_kfold,
-    split_summary,
     stratified_split,
 )
 from seqlit.errors import DataError

@@ -13,7 +13,8 @@ from seqlit.data.datasets import SequenceClassificationDataset
 from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule, Stage
 from seqlit.data.normalise import FeatureNormalizer
 from seqlit.data.sources import SequenceRecords, load_japanese_vowels, load_long_format
-from seqlit.data.splits import Split, audit, chronological_split, entity_split, stratified_split
+from seqlit.data.split_audit import audit
+from seqlit.data.splits import Split, chronological_split, entity_split, stratified_split
 from seqlit.errors import DataError, check_checkpoint_matches
 
 DEFAULT_LOADER = LoaderSettings(batch_size=32)

@@ -16,18 +16,16 @@ from seqlit.data.collate import ForecastCollator
 from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule
 from seqlit.data.datasets import ForecastWindowDataset
 from seqlit.data.forecasting import (
-    CovariateNormalizer,
     ForecastSplit,
-    ScalingName,
     Windows,
     audit_forecast_split,
     audit_scaler,
     chronological_holdout,
     entity_holdout,
     forecast_origins,
-    make_scaler,
 )
 from seqlit.data.functional import step_dropout, time_jitter
+from seqlit.data.scaling import CovariateNormalizer, ScalingName, make_scaler
 from seqlit.data.sources import SeriesPanel, load_m1_yearly, load_panel, panel_from_frame
 from seqlit.errors import DataError, check_checkpoint_matches
 from seqlit.types import ForecastBatch

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from seqlit.data.bucketing import resolve_num_replicas, resolve_rank
 from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule
 from seqlit.data.long_format import require_data_file
-from seqlit.data.splits import Split, audit
+from seqlit.data.split_audit import audit
+from seqlit.data.splits import Split
 from seqlit.data.streams import ChunkBatchSampler, StreamChunks, batchify
 from seqlit.data.tokenizers import TOKENIZER_KINDS, TextTokenizer, TokenizerKind, fit_tokenizer
 from seqlit.errors import DataError

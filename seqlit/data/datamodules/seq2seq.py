@@ -29,7 +29,8 @@ from seqlit.data.pronunciations import (
     load_pronunciation_file,
     load_word_list,
 )
-from seqlit.data.splits import Split, audit, entity_split
+from seqlit.data.split_audit import audit
+from seqlit.data.splits import Split, entity_split
 from seqlit.data.vocab import Vocab
 from seqlit.errors import DataError, check_checkpoint_matches
 

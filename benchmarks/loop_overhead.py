@@ -25,9 +25,10 @@ of the last optimizer + scheduler step (Lightning: `on_train_batch_end` of the l
 construction, `fit` set-up (including PaddingRatioMonitor's random-batching simulation) and tear-down are
 excluded; their time is printed apart. The two loops alternate for `--rounds` rounds in one process and
 the ratio of the median real tokens/s (non-pad steps per second) is printed; acceptance: Lightning/plain
->= 0.95. CPU only, torch's default thread count.
+>= 0.95. `--device cuda` runs both loops on the GPU (the plain loop moves each batch as Lightning does, both
+use the fused optimizer seqlit picks there, and the clocks synchronise the device before reading the time).
 
-    python benchmarks/loop_overhead.py [--rounds 7] [--steps N] [--logger csv|none]
+    python benchmarks/loop_overhead.py [--rounds 7] [--steps N] [--logger csv|none] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -93,14 +94,17 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3000, help="sequences in the long-tailed set")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--logger", choices=("csv", "none"), default="csv", help="Lightning's logger")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     quiet_logging()
 
     started = time.perf_counter()
     samples, lengths = _long_tailed_samples(args.items)  # inputs (T, 32), 5 classes
     steps = args.steps or len(bucketed_loader(samples, lengths, args.batch_size))
     logger_text = "CSVLogger (temporary folder)" if args.logger == "csv" else "none (logger=False)"
-    print(f"device: cpu, torch threads {torch.get_num_threads()}; {args.items} sequences, batch {args.batch_size}, "
+    print(f"device: {args.device}, torch threads {torch.get_num_threads()}; {args.items} sequences, batch {args.batch_size}, "
           f"{steps} optimizer steps per run, {args.rounds} rounds; Lightning logger: {logger_text}", flush=True)
 
     runs: dict[str, list[RunStats]] = {loop: [] for loop in LOOPS}
@@ -138,7 +142,9 @@ def train_plain(samples: list[Sample], lengths: list[int], batch_size: int, step
     setup_started = time.perf_counter()
     model = build_model()
     hparams = model.hparams
-    configured = configure_optimization(model, hparams.optimizer, hparams.lr_scheduler, steps, model.monitor)
+    model = model.to(DEVICE)
+    configured = configure_optimization(model, hparams.optimizer, hparams.lr_scheduler, steps, model.monitor,
+                                        prefer_fused=DEVICE.type == "cuda")
     optimizer: torch.optim.Optimizer = configured["optimizer"]
     scheduler: torch.optim.lr_scheduler.LRScheduler = configured["lr_scheduler"]["scheduler"]
     loader = bucketed_loader(samples, lengths, batch_size)
@@ -147,7 +153,9 @@ def train_plain(samples: list[Sample], lengths: list[int], batch_size: int, step
     real_tokens = 0
     first_batch: float | None = None
     for batch in batches_for_steps(loader, steps):
+        batch = batch.to(DEVICE)
         if first_batch is None:
+            _synchronize()
             first_batch = time.perf_counter()
         indices.append(batch.indices)
         real_tokens += batch.n_tokens
@@ -159,10 +167,19 @@ def train_plain(samples: list[Sample], lengths: list[int], batch_size: int, step
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
         optimizer.step()
         scheduler.step()
+    _synchronize()
     ended = time.perf_counter()
     assert first_batch is not None, "the loader yielded no batch"
     return RunStats(ended - first_batch, first_batch - setup_started, len(indices), real_tokens, indices,
                     flat_weights(model))
+
+
+DEVICE = torch.device("cpu")
+
+
+def _synchronize() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def batches_for_steps(loader: DataLoader, steps: int) -> Iterator[SeqBatch]:
@@ -191,6 +208,7 @@ class _StepClock(_TokenCounter):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if self.first_batch is None:
+            _synchronize()
             self.first_batch = time.perf_counter()
         self.indices.append(batch.indices)
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
@@ -198,6 +216,8 @@ class _StepClock(_TokenCounter):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         # Lightning has already stepped the optimizer and the per-step scheduler when this hook runs.
+        if trainer.global_step == trainer.max_steps:
+            _synchronize()  # only at the end: a synchronisation per step would be what is being measured
         self.last_step_end = time.perf_counter()
 
 
@@ -219,7 +239,7 @@ def train_lightning(
     clock = _StepClock()
     with tempfile.TemporaryDirectory(prefix="seqlit-loop-overhead-") as folder:
         trainer = pl.Trainer(
-            accelerator="cpu",
+            accelerator=DEVICE.type,
             devices=1,
             precision="32-true",
             max_steps=steps,
@@ -242,7 +262,7 @@ def train_lightning(
 
 
 def flat_weights(model: torch.nn.Module) -> Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])  # (P,)
+    return torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()])  # (P,)
 
 
 # ---- checks and report --------------------------------------------------------------------------------------

@@ -110,15 +110,17 @@ class Seq2SeqBatch:
     indices: Tensor  # (B,) long, dataset positions
     n_tokens: int  # real source tokens in the batch
     n_pad: int  # padded source positions in the batch
+    # Real target tokens (including EOS): the count the token-level loss is averaged over. Counted once where
+    # the batch is built (on the CPU), so reading it after the move to a GPU costs no synchronisation.
+    n_target_tokens: int = -1
+
+    def __post_init__(self) -> None:
+        if self.n_target_tokens < 0:
+            self.n_target_tokens = int((self.target_outputs != IGNORE_INDEX).sum())
 
     @property
     def batch_size(self) -> int:
         return int(self.source_lengths.shape[0])
-
-    @property
-    def n_target_tokens(self) -> int:
-        """Real target tokens (including EOS): the count the token-level loss is averaged over."""
-        return int((self.target_outputs != IGNORE_INDEX).sum())
 
     @property
     def padding_ratio(self) -> float:
@@ -220,15 +222,17 @@ class ForecastBatch:
     indices: Tensor  # (B,) long, dataset positions
     n_tokens: int  # real context steps in the batch
     n_pad: int  # padded context steps in the batch
+    # Observed target values: the count a loss over the horizon is averaged over. Counted once where the
+    # batch is built (on the CPU), so reading it after the move to a GPU costs no synchronisation.
+    n_targets: int = -1
+
+    def __post_init__(self) -> None:
+        if self.n_targets < 0:
+            self.n_targets = int(self.target_mask.sum())
 
     @property
     def batch_size(self) -> int:
         return int(self.lengths.shape[0])
-
-    @property
-    def n_targets(self) -> int:
-        """Observed target values: the count a loss over the horizon is averaged over."""
-        return int(self.target_mask.sum())
 
     @property
     def padding_ratio(self) -> float:

@@ -7,6 +7,7 @@ from seqlit.callbacks.loss_scale import LossScaleMonitor
 from seqlit.callbacks.nonfinite_guard import NonFiniteGuard
 from seqlit.callbacks.padding_ratio import PaddingRatioMonitor
 from seqlit.callbacks.prediction_writer import PredictionWriter
+from seqlit.callbacks.progress_bar import ProgressBar
 from seqlit.callbacks.rng_state import RNGStateCheckpoint
 from seqlit.callbacks.safe_checkpointing import SafeCheckpointing
 
@@ -18,6 +19,7 @@ __all__ = [
     "NonFiniteGuard",
     "PaddingRatioMonitor",
     "PredictionWriter",
+    "ProgressBar",
     "RNGStateCheckpoint",
     "SafeCheckpointing",
 ]

@@ -52,3 +52,16 @@ class EarlyStopping(LightningEarlyStopping):
             self.min_delta = self._min_delta_given * (1 if self.monitor_op == torch.gt else -1)
             self.best_score = torch.tensor(-torch.inf if self.mode == "max" else torch.inf)
         super().setup(trainer, pl_module, stage)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = not trainer.sanity_checking
+        super().on_validation_end(trainer, pl_module)
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        # A fit that ends before its first validation (max_steps inside the first epoch) has nothing to
+        # compare yet; Lightning would call the missing metric an error.
+        if not self._validated and self.monitor not in trainer.callback_metrics:
+            return
+        super()._run_early_stopping_check(trainer)
+
+    _validated = False

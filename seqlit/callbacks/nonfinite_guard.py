@@ -16,15 +16,19 @@ from seqlit.errors import NonFiniteLossError
 
 class NonFiniteGuard(Callback):
     """One bad batch must not destroy a run: a step with a non-finite loss (or, outside fp16 AMP,
-    non-finite gradients) is skipped by removing its gradients before the optimizer sees them, so
-    weights and optimizer moments stay as they were. Skips are counted (`train/nonfinite_steps`);
-    after `max_consecutive` in a row training stops with `NonFiniteLossError` naming the step. The
-    exception ends the fit before any checkpoint of the bad state is written, and since skipped
-    steps never changed the weights, the checkpoints on disk are all from good steps. The count is
-    logged on the trainer's logging steps and on every skip.
+    non-finite gradients) is skipped, so weights and optimizer moments stay as they were. Skips are
+    counted (`train/nonfinite_steps`); after `max_consecutive` in a row training stops with
+    `NonFiniteLossError`. Skipped steps never change the weights, so the checkpoints on disk are all from
+    good steps. Under `16-mixed`, inf gradients with a finite loss are the GradScaler's business (it skips
+    the step and lowers the scale), so they are not counted here.
 
-    Under `16-mixed`, inf gradients with a finite loss are the GradScaler's business (it skips the
-    step and lowers the scale), so they are not counted here.
+    Without a host-device synchronisation per step: the check runs on the device, and an optimizer that
+    can skip a step on the device (torch's fused Adam, AdamW and SGD read a `found_inf` flag, as AMP's
+    GradScaler uses it) is told to skip there; the counts are read on the trainer's logging steps and at
+    epoch end, where the warning, the `train/nonfinite_steps` value and the stop happen (so a stop comes
+    at the first logging step after `max_consecutive` bad steps in a row). Other optimizers get the skip
+    by removing the gradients, which needs the answer on the host every step: cheap on a CPU, one stall
+    per step on a GPU (seqlit's tasks pick the fused implementation on a GPU when the optimizer has one).
     """
 
     def __init__(self, max_consecutive: int = 5) -> None:
@@ -34,60 +38,101 @@ class NonFiniteGuard(Callback):
         self.consecutive = 0
         self.total_skipped = 0
         self._losses: list[Tensor] = []  # the micro-batch losses of the current optimizer step
+        # Device-side counts between two reads: skipped steps, the current run of them, the longest run.
+        self._pending: Tensor | None = None  # (3,) long: skipped, consecutive, longest
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if batch_idx % trainer.accumulate_grad_batches == 0:
             self._losses.clear()  # a new accumulation window starts clean
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
-        # Kept on the device: the check happens once per optimizer step, with one host sync.
         self._losses.append(loss.detach().float().reshape(-1))
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        loss_finite, grads_finite = _finite_flags(self._losses, grads)
-        self._losses.clear()
         uses_grad_scaler = getattr(trainer.precision_plugin, "scaler", None) is not None
-        bad = not loss_finite or (not grads_finite and not uses_grad_scaler)
-        if not bad:
-            self.consecutive = 0
-        else:
-            self.consecutive += 1
-            self.total_skipped += 1
-            # Optimizers skip parameters whose grad is None: no update, no moment or decay change.
-            for group in optimizer.param_groups:
+        bad = _bad_step(self._losses, grads, check_grads=not uses_grad_scaler)  # () bool, on the device
+        self._losses.clear()
+        self._record(bad)
+        if not uses_grad_scaler and getattr(optimizer, "_step_supports_amp_scaling", False):
+            # The optimizer skips on the device: its parameters, moments and step counts stay as they were.
+            optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
+            optimizer.grad_scale = None  # type: ignore[attr-defined]
+            if _is_logging_step(trainer):
+                self._report(trainer, pl_module)
+            return
+        skip = bool(bad)  # the decision is needed on the host now
+        if skip:
+            for group in optimizer.param_groups:  # a parameter without grad is not updated at all
                 for param in group["params"]:
                     param.grad = None
-            rank_zero_warn(
-                f"non-finite {'loss' if not loss_finite else 'gradients'} at global step "
-                f"{trainer.global_step} (epoch {trainer.current_epoch}); the optimizer step was skipped "
-                f"({self.consecutive} in a row, {self.total_skipped} in total)."
-            )
-        # Logged on the trainer's logging steps (logging every step costs ~1 ms of Lightning bookkeeping
-        # for values the logger never writes) and whenever a step is skipped.
-        interval = max(trainer.log_every_n_steps, 1)
-        if bad or (trainer.global_step + 1) % interval == 0:
-            pl_module.log("train/nonfinite_steps", float(self.total_skipped), on_step=True, on_epoch=False)
-        if self.consecutive >= self.max_consecutive:
-            raise NonFiniteLossError(
-                f"training stopped at global step {trainer.global_step} (epoch {trainer.current_epoch}): "
-                f"{self.consecutive} consecutive steps had a non-finite loss or gradients. Checkpoints "
-                "already written are from good steps and stay intact. Lower the learning rate, check the "
-                "data for NaN/Inf values, or keep gradient clipping on (trainer.gradient_clip_val)."
-            )
+        if skip or _is_logging_step(trainer):
+            self._report(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._report(trainer, pl_module, log=False)
 
     def state_dict(self) -> dict[str, Any]:
+        self._read()
         return {"consecutive": self.consecutive, "total_skipped": self.total_skipped}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.consecutive = int(state_dict.get("consecutive", 0))
         self.total_skipped = int(state_dict.get("total_skipped", 0))
+        self._pending = None
+
+    # ---- device-side counting, host-side reading ----------------------------------------------------
+    def _record(self, bad: Tensor) -> None:
+        """Adds one optimizer step's verdict to the device counts (no synchronisation)."""
+        if self._pending is None:
+            self._pending = torch.zeros(3, dtype=torch.long, device=bad.device)
+            self._pending[1] = self.consecutive  # a run of bad steps continues across reads
+        skipped, consecutive, longest = self._pending.unbind()
+        step = bad.long()
+        consecutive = (consecutive + step) * step  # +1 on a bad step, 0 on a good one
+        self._pending = torch.stack([skipped + step, consecutive, torch.maximum(longest, consecutive)])
+
+    def _read(self) -> tuple[int, int]:
+        """Moves the device counts to the host (one synchronisation); returns (newly skipped, longest run)."""
+        if self._pending is None:
+            return 0, self.consecutive
+        skipped, consecutive, longest = (int(value) for value in self._pending.tolist())
+        self._pending = None
+        self.total_skipped += skipped
+        self.consecutive = consecutive
+        return skipped, longest
+
+    def _report(self, trainer: pl.Trainer, pl_module: pl.LightningModule, log: bool = True) -> None:
+        """Reads the counts; warns about skipped steps, logs the total, stops after too many in a row."""
+        skipped, longest = self._read()
+        if skipped:
+            rank_zero_warn(
+                f"non-finite loss or gradients at global step {trainer.global_step} (epoch {trainer.current_epoch}): "
+                f"{skipped} optimizer step(s) skipped since the last check ({self.consecutive} in a row now, "
+                f"{self.total_skipped} in total)."
+            )
+        if log:
+            pl_module.log("train/nonfinite_steps", float(self.total_skipped), on_step=True, on_epoch=False)
+        if longest >= self.max_consecutive:
+            raise NonFiniteLossError(
+                f"training stopped at global step {trainer.global_step} (epoch {trainer.current_epoch}): "
+                f"{longest} consecutive steps had a non-finite loss or gradients. Checkpoints already written "
+                "are from good steps and stay intact. Lower the learning rate, check the data for NaN/Inf "
+                "values, or keep gradient clipping on (trainer.gradient_clip_val)."
+            )
 
 
-def _finite_flags(losses: list[Tensor], grads: list[Tensor]) -> tuple[bool, bool]:
-    """(all losses finite, all gradients finite) with a single device-to-host transfer."""
-    reference = grads[0] if grads else (losses[0] if losses else torch.zeros(()))
-    loss_sum = torch.cat(losses).sum() if losses else reference.new_zeros((), dtype=torch.float32)
-    grad_sum = torch.stack([n.float() for n in torch._foreach_norm(grads)]).sum() if grads else loss_sum.new_zeros(())
-    loss_finite, grads_finite = torch.isfinite(torch.stack([loss_sum.to(grad_sum.device), grad_sum])).tolist()
-    return bool(loss_finite), bool(grads_finite)
+def _is_logging_step(trainer: pl.Trainer) -> bool:
+    return (trainer.global_step + 1) % max(trainer.log_every_n_steps, 1) == 0
+
+
+def _bad_step(losses: list[Tensor], grads: list[Tensor], check_grads: bool) -> Tensor:
+    """() bool on the device: a loss of the step, or (when checked) a gradient, is NaN/Inf."""
+    device = grads[0].device if grads else (losses[0].device if losses else torch.device("cpu"))
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    if losses:
+        bad = bad | ~torch.isfinite(torch.cat(losses).to(device).sum())
+    if check_grads and grads:
+        norms = torch._foreach_norm(grads)
+        bad = bad | ~torch.isfinite(torch.stack([n.float() for n in norms]).sum())
+    return bad

@@ -57,8 +57,12 @@ class SafeCheckpointing(Callback):
 
     DDP: `Trainer.save_checkpoint` is collective (RNGStateCheckpoint gathers every rank's generator
     states; then a barrier) and a signal may reach one rank only, or the ranks at different steps. So
-    the ranks agree on every training batch end (one MAX all-reduce of a one-element tensor) and all
-    save and stop at the same batch; rank 0 writes. An interruption Lightning raises elsewhere (e.g.
+    the ranks agree (one MAX all-reduce of a one-element tensor, read on the host) every
+    `check_every_n_steps` optimizer steps (default: the trainer's `log_every_n_steps`), all at the same
+    global step, and all save and stop there; rank 0 writes. Between two agreements a rank holds a signal
+    it received (Lightning would otherwise stop that rank alone), so a stop comes at most that many steps
+    after the signal, and the training loop has no per-step synchronisation. A single process needs no
+    agreement and acts at the next batch end. An interruption Lightning raises elsewhere (e.g.
     SIGTERM arriving during validation raises on the receiving rank only) is saved in `on_exception`
     with a single process only: under DDP the other ranks may be inside another collective, and a
     collective save would hang, so the line then points to the last regular checkpoint instead.
@@ -67,12 +71,17 @@ class SafeCheckpointing(Callback):
         filename: name of the interruption checkpoint inside the checkpoint directory.
         atomic_writes: install `AtomicTorchCheckpointIO` in `setup`.
         save_on_interrupt: save `filename` on SIGTERM / Ctrl+C during `fit`.
+        check_every_n_steps: under DDP, how often (optimizer steps) the ranks agree on a stop; None: the
+            trainer's `log_every_n_steps`.
     """
 
     def __init__(self, filename: str = "interrupted.ckpt", atomic_writes: bool = True,
-                 save_on_interrupt: bool = True) -> None:
+                 save_on_interrupt: bool = True, check_every_n_steps: int | None = None) -> None:
         if not filename or Path(filename).name != filename:
             raise ValueError(f"filename must be a plain file name such as 'interrupted.ckpt', got {filename!r}")
+        if check_every_n_steps is not None and check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be >= 1 or null, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
         self.filename = filename
         self.atomic_writes = atomic_writes
         self.save_on_interrupt = save_on_interrupt
@@ -119,7 +128,7 @@ class SafeCheckpointing(Callback):
         )
         if not self.save_on_interrupt:
             return
-        if self._inside_accumulation:
+        if self._inside_accumulation or not self._agreement_step(trainer):
             if trainer.received_sigterm:
                 self._defer_sigterm(trainer)
             return
@@ -147,6 +156,14 @@ class SafeCheckpointing(Callback):
         return Path(directory) / self.filename
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def _agreement_step(self, trainer: pl.Trainer) -> bool:
+        """Whether the ranks agree on a stop at this batch end: always on one process (no collective at all),
+        else every `check_every_n_steps` global steps, which every rank reaches together."""
+        if trainer.world_size <= 1:
+            return True
+        interval = self.check_every_n_steps or max(trainer.log_every_n_steps, 1)
+        return trainer.global_step % interval == 0
+
     def _local_request(self, trainer: pl.Trainer) -> int:
         if trainer.received_sigterm or self._sigterm_deferred:
             return _SIGTERM

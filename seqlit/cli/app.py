@@ -13,6 +13,7 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -163,6 +164,19 @@ class SeqlitCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         _share_version_folder(trainer)
         return trainer
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
+        """Reconciles the base's callbacks with the trainer's own switches (`logger: false`,
+        `enable_progress_bar: false`), which Lightning would otherwise refuse."""
+        listed = list(config.get("callbacks") or [])
+        if config.get("logger") is False:
+            # Lightning refuses a LearningRateMonitor without a logger; with logging off it has nothing to do.
+            listed = [c for c in listed if not isinstance(c, LearningRateMonitor)]
+        if config.get("enable_progress_bar") is False:
+            # ... and a progress bar callback with the bar switched off: the switch wins.
+            listed = [c for c in listed if not isinstance(c, ProgressBar)]
+        config["callbacks"] = listed
+        return super()._instantiate_trainer(config, callbacks)
 
     def _name_loggers(self) -> None:
         """Loggers configured with `name: null` get the run's name and `save_dir: null` the trainer's root."""

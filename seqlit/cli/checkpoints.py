@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from seqlit.callbacks.safe_checkpointing import SafeCheckpointing
 from seqlit.errors import CheckpointMismatchError, SeqlitError
@@ -75,11 +76,14 @@ def flatten_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, An
 
 
 def newest_last_checkpoint(trainer: Trainer) -> Path | None:
-    """The newest `last*.ckpt` or interruption checkpoint under the run's logger folders (every version)."""
+    """The newest `last*.ckpt`, interruption or rolling checkpoint under the run's logger folders (every version)."""
     roots = [Path(logger.root_dir) for logger in trainer.loggers if getattr(logger, "root_dir", None)]
     roots.append(Path(trainer.default_root_dir))
     patterns = ["last*.ckpt"]
     patterns += [c.filename for c in trainer.callbacks if isinstance(c, SafeCheckpointing)]
+    # a mid-epoch checkpoint under a fixed name (the base's rolling.ckpt) can be newer than last.ckpt
+    patterns += [f"{c.filename}.ckpt" for c in trainer.callbacks
+                 if isinstance(c, ModelCheckpoint) and c.filename and "{" not in c.filename]
     found = [
         path
         for root in roots if root.exists()

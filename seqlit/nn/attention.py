@@ -78,13 +78,14 @@ class Attention(nn.Module):
         real steps, values (B, S, H_v) defaulting to keys -> context (B, H_v) / (B, Q, H_v) and
         weights (B, S) / (B, Q, S), summing to 1 over real steps and 0 on padding.
 
-        Raises ValueError if a row of `mask` has no real step, since its softmax would be undefined.
+        A row of `mask` with no real step (its softmax would be undefined) fails an assertion checked on the
+        device (`torch._assert_async`): at once on a CPU, and on a GPU without making the host wait for the
+        device at every decoder step, as reading the answer back would.
         """
         if mask.shape != keys.shape[:2]:
             raise ValueError(f"mask must be (B, S) = {tuple(keys.shape[:2])} like keys, got {tuple(mask.shape)}")
-        if not bool(mask.any(dim=-1).all()):
-            empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
-            raise ValueError(f"mask rows {empty} have no real source step; every sequence needs length >= 1.")
+        torch._assert_async(mask.any(dim=-1).all(), "a row of the attention mask has no real source step; every "
+                            "sequence needs length >= 1")
         single = query.dim() == 2
         queries = query.unsqueeze(1) if single else query  # (B, Q, H_q)
         if projected_keys is None:

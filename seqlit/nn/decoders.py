@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from seqlit.nn.attention import ATTENTION_KINDS, Attention, AttentionKind
 from seqlit.nn.cell_layer import CellSpec
+from seqlit.nn.device import to_device_async
 from seqlit.nn.encoders import RNNEncoder
 from seqlit.nn.init import init_embedding_, init_linear_
 from seqlit.nn.protocol import State
@@ -205,7 +206,10 @@ class AttentionDecoder(nn.Module):
         steps = target_inputs.shape[1]
         logits_per_step: list[Tensor] = []
         weights_per_step: list[Tensor] = []
-        forced = teacher_forcing_coins(target_inputs.shape, teacher_forcing_prob, target_inputs.device, generator)
+        # The coins are drawn on the CPU; that copy decides on the host whether a step needs the model's own
+        # tokens at all, without reading anything back from the device.
+        forced_host = teacher_forcing_coins(target_inputs.shape, teacher_forcing_prob, "cpu", generator)  # (B, T)
+        forced = to_device_async(forced_host, target_inputs.device)  # (B, T)
         tokens = target_inputs[:, 0]  # (B,)
         for t in range(steps):
             logits, state, weights = self.step(tokens, state, memory)
@@ -213,7 +217,7 @@ class AttentionDecoder(nn.Module):
             weights_per_step.append(weights)
             if t + 1 < steps:
                 tokens = target_inputs[:, t + 1]
-                if not bool(forced[:, t + 1].all()):
+                if not bool(forced_host[:, t + 1].all()):
                     predicted = _predict(logits.detach(), sampling, generator)  # (B,)
                     tokens = torch.where(forced[:, t + 1], tokens, predicted)
         return DecoderOutput(

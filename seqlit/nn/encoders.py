@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, _VF, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqlit.nn.cell_layer import BUILTIN_CELLS, CellSpec, cell_runner, cell_state_sizes, make_cell, resolve_cell
+from seqlit.nn.device import to_device_async
 from seqlit.nn.dropout import check_probability
 from seqlit.nn.init import init_recurrent_
 from seqlit.nn.layer_norm import LAYER_NORM_CLASSES
@@ -161,26 +162,36 @@ class RNNEncoder(nn.Module):
         return EncoderOutput(outputs, (hidden,))
 
     def _fused_packed(self, inputs: Tensor, lengths: Tensor, state: State, weights: list[Tensor]) -> EncoderOutput:
-        """cuDNN over the packed batch: padded steps are skipped by the kernel itself."""
-        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        hx = tuple(part.index_select(1, packed.sorted_indices) for part in state)
+        """cuDNN over the packed batch: padded steps are skipped by the kernel itself.
+
+        Packs by hand rather than with `pack_padded_sequence`: that helper copies its sort order to the GPU with a
+        blocking copy and `pad_packed_sequence` copies indices back to the host, each a point where the host
+        waits for the GPU. Here the order is computed on the host (lengths stay there) and sent asynchronously.
+        """
+        host_lengths = lengths.cpu()
+        order = torch.argsort(host_lengths, descending=True, stable=True)  # (B,) longest first, on the host
+        restore = torch.argsort(order)  # (B,)
+        order_on_device = to_device_async(order, inputs.device)
+        restore_on_device = to_device_async(restore, inputs.device)
+        data, batch_sizes = _VF._pack_padded_sequence(inputs.index_select(0, order_on_device), host_lengths[order], True)
+        hx = tuple(part.index_select(1, order_on_device) for part in state)
         dropout, training = self.rnn.dropout, self.training
         with _contiguity_warning_off():
             if len(hx) == 2:
-                data, hidden, cell = _VF.lstm(
-                    packed.data, packed.batch_sizes, hx, weights, self.rnn.bias, self.num_layers, dropout, training,
+                out, hidden, cell = _VF.lstm(
+                    data, batch_sizes, hx, weights, self.rnn.bias, self.num_layers, dropout, training,
                     self.bidirectional,
                 )
                 final: State = (hidden, cell)
             else:
-                data, hidden = _VF.gru(
-                    packed.data, packed.batch_sizes, hx[0], weights, self.rnn.bias, self.num_layers, dropout,
-                    training, self.bidirectional,
+                out, hidden = _VF.gru(
+                    data, batch_sizes, hx[0], weights, self.rnn.bias, self.num_layers, dropout, training,
+                    self.bidirectional,
                 )
                 final = (hidden,)
-        output = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-        outputs, _ = pad_packed_sequence(output, batch_first=True, total_length=inputs.shape[1])  # (B, T, D*H)
-        return EncoderOutput(outputs, tuple(part.index_select(1, packed.unsorted_indices) for part in final))
+        padded, _ = _VF._pad_packed_sequence(out, batch_sizes, True, 0.0, inputs.shape[1])  # (B, T, D*H) sorted
+        outputs = padded.index_select(0, restore_on_device)  # (B, T, D*H)
+        return EncoderOutput(outputs, tuple(part.index_select(1, restore_on_device) for part in final))
 
     # ---- per-segment runners ------------------------------------------------------------------------
     def _fused_runners(self, weights: list[Tensor]) -> list[list[SegmentRunner]]:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from seqlit.nn.cell_layer import CellSpec
 from seqlit.nn.decoders import teacher_forcing_coins
+from seqlit.nn.device import to_device_async
 from seqlit.nn.encoders import RNNEncoder
 from seqlit.nn.init import init_linear_
 
@@ -24,7 +25,7 @@ BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "drift")
 def last_values(inputs: Tensor, lengths: Tensor) -> Tensor:
     """inputs (B, T, F), lengths (B,) -> (B,) channel 0 at each context's last real step."""
     rows = torch.arange(inputs.shape[0], device=inputs.device)
-    return inputs[rows, lengths.to(inputs.device) - 1, 0]  # (B,)
+    return inputs[rows, to_device_async(lengths, inputs.device) - 1, 0]  # (B,)
 
 
 class DirectForecaster(nn.Module):
@@ -166,7 +167,7 @@ class BaselineForecaster(nn.Module):
         teacher_forcing_prob: float = 0.0,
     ) -> Tensor:
         """inputs (B, T, F), lengths (B,) -> (B, H, 1)."""
-        lengths = lengths.to(inputs.device)
+        lengths = to_device_async(lengths, inputs.device)
         last = last_values(inputs, lengths)  # (B,)
         ahead = torch.arange(1, self.horizon + 1, device=inputs.device, dtype=inputs.dtype)  # (H,)
         if self.kind == "naive":

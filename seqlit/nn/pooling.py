@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from seqlit.nn.device import to_device_async
+
 PoolingType = Literal["last", "mean", "attention"]
 
 
@@ -70,7 +72,7 @@ def last_valid_step(outputs: Tensor, lengths: Tensor, num_directions: int = 1) -
     taking its last padded step would return a state that has only seen padding.
     """
     batch = torch.arange(outputs.shape[0], device=outputs.device)  # (B,)
-    last = (lengths.to(outputs.device) - 1).clamp_min(0)  # (B,)
+    last = (to_device_async(lengths, outputs.device) - 1).clamp_min(0)  # (B,)
     if num_directions == 1:
         return outputs[batch, last]  # (B, H)
     hidden = outputs.shape[-1] // 2

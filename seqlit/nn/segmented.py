@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, _VF
 
+from seqlit.nn.device import to_device_async
+
 State = tuple[Tensor, ...]  # (h,) for a GRU-like layer, (h, c) for an LSTM; every part (B, S_k)
 # inputs (n, t, I) batch first, every row running all t steps; state parts (n, S_k) -> outputs (n, t, H), state
 SegmentRunner = Callable[[Tensor, State], tuple[Tensor, State]]
@@ -50,7 +52,7 @@ def run_segmented(
             raise ValueError(f"every sequence needs at least one step; got a length of {int(lengths.min())}.")
         order = torch.argsort(lengths.cpu(), descending=True, stable=True)  # (B,) longest first
         sorted_lengths = lengths.cpu()[order].tolist()
-        order = order.to(inputs.device)
+        order = to_device_async(order, inputs.device)
         inputs = inputs.index_select(0, order)  # (B, T, F) longest first
         initial_state = tuple(part.index_select(1, order) for part in initial_state)
     reverse_index = _reverse_index(sorted_lengths, total_length, inputs.device) if directions == 2 else None
@@ -121,7 +123,7 @@ def _reverse_index(lengths: list[int], total_length: int, device: torch.device) 
     """(B, T) time index that reverses each row's valid steps in place and leaves padding where it is."""
     steps = torch.arange(total_length)  # (T,)
     rows = torch.tensor(lengths)[:, None]  # (B, 1)
-    return torch.where(steps < rows, rows - 1 - steps, steps).to(device)  # (B, T)
+    return to_device_async(torch.where(steps < rows, rows - 1 - steps, steps), device)  # (B, T)
 
 
 def _flip_valid(values: Tensor, reverse_index: Tensor | None) -> Tensor:

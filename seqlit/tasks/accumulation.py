@@ -33,16 +33,20 @@ class EffectiveBatchNormalizer:
         trainer = module.trainer
         if trainer.fit_loop._should_accumulate():
             return
-        global_targets = self._targets_on_all_ranks(trainer, module.device)
-        factor = trainer.accumulate_grad_batches * trainer.world_size / max(1, global_targets)
+        factor = self._factor(trainer, module.device)
         self.targets_in_step = 0
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         if grads:
             torch._foreach_mul_(grads, factor)
 
-    def _targets_on_all_ranks(self, trainer: pl.Trainer, device: torch.device) -> int:
-        """This step's target count summed over ranks (one all-reduce of a scalar; the count itself on one process)."""
+    def _factor(self, trainer: pl.Trainer, device: torch.device) -> float | torch.Tensor:
+        """accumulate_grad_batches * world_size / (targets of this step on all ranks).
+
+        On one process a Python number. Under DDP the count is all-reduced as a device tensor and the factor
+        stays one: the division and the scaling run on the device, so the step has no host synchronisation
+        (the all-reduce is queued like DDP's own gradient all-reduce)."""
         if trainer.world_size == 1:
-            return self.targets_in_step
-        count = torch.tensor(self.targets_in_step, dtype=torch.long, device=device)
-        return int(trainer.strategy.reduce(count, reduce_op="sum"))
+            return trainer.accumulate_grad_batches / max(1, self.targets_in_step)
+        count = torch.tensor(float(self.targets_in_step), device=device)
+        count = trainer.strategy.reduce(count, reduce_op="sum")  # () on the device, summed over ranks
+        return (trainer.accumulate_grad_batches * trainer.world_size) / count.clamp_min(1.0)

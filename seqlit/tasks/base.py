@@ -46,11 +46,16 @@ class SeqlitTask(pl.LightningModule):
         for key in list(self.hparams):
             self.hparams[key] = describe(self.hparams[key])
 
+    def is_logging_step(self) -> bool:
+        """Whether this training step's values reach the loggers (Lightning writes every `log_every_n_steps`);
+        logging a Python number on other steps would only copy it to the device for nothing."""
+        return (self.global_step + 1) % max(self.trainer.log_every_n_steps, 1) == 0
+
     def on_after_backward(self) -> None:
         self.step_normalizer.on_after_backward(self)
 
     def configure_optimizers(self) -> Any:
         return configure_optimization(
             self, self.optimizer_factory, self.lr_scheduler_factory,
-            int(self.trainer.estimated_stepping_batches), self.monitor,
+            int(self.trainer.estimated_stepping_batches), self.monitor, prefer_fused=self.device.type == "cuda",
         )

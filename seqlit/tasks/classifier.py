@@ -88,7 +88,7 @@ class SequenceClassifier(SeqlitTask):
         n_targets = batch.batch_size  # one target per sequence
         self.step_normalizer.add(n_targets)
         mean_loss = summed.detach() / max(1, n_targets)
-        self.log("train/loss", mean_loss, batch_size=n_targets, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", mean_loss, batch_size=n_targets, on_step=True, on_epoch=True)
         # The summed loss is divided by the targets of the whole (accumulated) step after backward.
         return summed
 

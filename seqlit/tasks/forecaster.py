@@ -108,8 +108,8 @@ class Forecaster(SeqlitTask):
         n_targets = batch.n_targets
         self.step_normalizer.add(n_targets)
         self.log("train/loss", summed.detach() / max(1, n_targets), batch_size=max(1, n_targets), on_step=True,
-                 on_epoch=True, prog_bar=True)
-        if self.autoregressive:
+                 on_epoch=True)
+        if self.autoregressive and self.is_logging_step():
             self.log("train/teacher_forcing_prob", probability, on_step=True, on_epoch=False)
         return summed  # divided by the targets of the whole accumulated step after backward
 

@@ -114,7 +114,7 @@ class LanguageModel(SeqlitTask):
         # token counts the same; AWD-LSTM gets this by scaling the learning rate with the chunk length.
         self.step_normalizer.add(batch.batch_size * (batch.nominal_length or batch.inputs.shape[1]))
         self.train_metrics.update(summed, batch.n_tokens, batch.chars_per_token)
-        self.log("train/loss_step", summed.detach() / batch.n_tokens, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/loss_step", summed.detach() / batch.n_tokens, on_step=True, on_epoch=False)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return summed
 

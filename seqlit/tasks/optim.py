@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from seqlit.parts import build, factory_class, resolve
+from seqlit.parts import factory_class, resolve
 
 
 def adamw(lr: float, weight_decay: float = 0.01) -> dict[str, Any]:
@@ -49,13 +49,21 @@ def parameter_groups(module: nn.Module) -> list[dict[str, Any]]:
 
 
 def configure_optimization(
-    module: nn.Module, optimizer: Any, lr_scheduler: Any | None, total_steps: int, monitor: tuple[str, str]
+    module: nn.Module, optimizer: Any, lr_scheduler: Any | None, total_steps: int, monitor: tuple[str, str],
+    prefer_fused: bool = False,
 ) -> dict[str, Any] | torch.optim.Optimizer:
-    """The `configure_optimizers` return value for `module` from an optimizer and an optional scheduler factory."""
+    """The `configure_optimizers` return value for `module` from an optimizer and an optional scheduler factory.
+
+    With `prefer_fused` (seqlit's tasks set it on a GPU) an optimizer that has a fused implementation and
+    was not told otherwise (`fused` unset) uses it: one kernel per step instead of many, and it can skip a
+    step with non-finite gradients on the device (see `NonFiniteGuard`) without a host synchronisation."""
     groups = parameter_groups(module)
     if not groups:
         raise ValueError("the model has no trainable parameters; nothing for the optimizer to train.")
-    built = build(optimizer, groups, what="optimizer")
+    factory = resolve(optimizer, "optimizer")
+    if prefer_fused and _fused_unset(factory):
+        factory = functools.partial(factory, fused=True)
+    built = factory(groups)
     if not isinstance(built, torch.optim.Optimizer):
         raise TypeError(f"the optimizer factory built a {type(built).__name__}, not a torch.optim.Optimizer.")
     if lr_scheduler is None:
@@ -76,6 +84,18 @@ def configure_optimization(
             )
         config["monitor"] = metric
     return {"optimizer": built, "lr_scheduler": config}
+
+
+def _fused_unset(factory: Any) -> bool:
+    """Whether an optimizer factory has a `fused` option left at None (its default)."""
+    if isinstance(factory, functools.partial) and "fused" in factory.keywords:
+        return factory.keywords["fused"] is None
+    target = factory_class(factory) or factory
+    try:
+        parameter = inspect.signature(target).parameters.get("fused")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.default is None
 
 
 def takes_total_steps(factory: Any) -> bool:

@@ -170,8 +170,9 @@ class Seq2SeqModel(SeqlitTask):
         summed = self._token_loss(output.logits, batch.target_outputs, self.hparams.label_smoothing)
         n_targets = batch.n_target_tokens
         self.step_normalizer.add(n_targets)
-        self.log("train/loss", summed.detach() / max(1, n_targets), batch_size=n_targets, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/teacher_forcing_prob", probability, batch_size=batch.batch_size, on_step=True, on_epoch=False)
+        self.log("train/loss", summed.detach() / max(1, n_targets), batch_size=n_targets, on_step=True, on_epoch=True)
+        if self.is_logging_step():
+            self.log("train/teacher_forcing_prob", probability, on_step=True, on_epoch=False)
         return summed  # divided by the real target tokens of the whole step after backward
 
     # ---- evaluation --------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def _trainer(tmp_path: Path, guard: NonFiniteGuard, max_steps: int) -> pl.Traine
 def test_single_nan_step_is_skipped_and_training_goes_on(tmp_path: Path) -> None:
     model = _PoisonedClassifier({3})
     guard = NonFiniteGuard(max_consecutive=3)
-    with pytest.warns(UserWarning, match="non-finite loss at global step 3"):
+    with pytest.warns(UserWarning, match="non-finite loss or gradients at global step 3"):
         _trainer(tmp_path, guard, max_steps=6).fit(model, _loader())
     assert guard.total_skipped == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -101,3 +101,46 @@ def test_skip_count_is_logged_on_the_trainers_logging_steps_and_on_every_skip(
     with pytest.warns(UserWarning, match="global step 1"):
         trainer.fit(_PoisonedClassifier({1}), _loader())
     assert logged == [(1, 1.0), (3, 1.0), (7, 1.0)]  # the skip at step 1, then steps 4 and 8 (1-based)
+
+
+class _FusedPoisonedClassifier(_PoisonedClassifier):
+    """The same, with torch's fused AdamW: the guard skips on the device through the optimizer's found_inf."""
+
+    def __init__(self, poisoned_steps: set[int]) -> None:
+        super().__init__(poisoned_steps)
+        self.optimizer_factory = spec("torch.optim.AdamW", lr=3e-3, fused=True)
+
+
+def test_with_a_fused_optimizer_the_skip_happens_on_the_device_without_host_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _FusedPoisonedClassifier({3})
+    guard = NonFiniteGuard(max_consecutive=3)
+    reads: list[int] = []  # global steps at which the guard moved its counts to the host
+    original = NonFiniteGuard._read
+
+    def counting_read(self: NonFiniteGuard) -> tuple[int, int]:
+        if self._pending is not None:
+            reads.append(trainer.global_step)
+        return original(self)
+
+    monkeypatch.setattr(NonFiniteGuard, "_read", counting_read)
+    trainer = pl.Trainer(max_steps=8, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, log_every_n_steps=4, default_root_dir=tmp_path,
+                         gradient_clip_val=1.0, callbacks=[guard])
+    with pytest.warns(UserWarning, match="non-finite loss or gradients at global step 3 .*1 optimizer step"):
+        trainer.fit(model, _loader())
+    assert guard.total_skipped == 1 and guard.consecutive == 0
+    assert torch.equal(model.weights_at_step[3], model.weights_at_step[4])  # the NaN step changed nothing
+    assert int(trainer.optimizers[0].state[model.head.output.weight]["step"]) == 7  # 8 steps, one skipped
+    assert reads == [3, 7]  # the two logging steps (global steps 3 and 7 before their update), not every step
+
+
+def test_with_a_fused_optimizer_a_run_of_bad_steps_stops_at_the_next_logging_step(tmp_path: Path) -> None:
+    model = _FusedPoisonedClassifier(set(range(2, 100)))
+    trainer = pl.Trainer(max_steps=20, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, log_every_n_steps=4, default_root_dir=tmp_path,
+                         callbacks=[NonFiniteGuard(max_consecutive=3)])
+    with pytest.raises(NonFiniteLossError, match=r"global step 7 .*: 6 consecutive"):
+        trainer.fit(model, _loader())
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -120,7 +120,7 @@ def test_row_without_real_steps_raises() -> None:
     attention = _attention("additive")
     query, keys, _, _ = _batch([2, 2], max_len=2)
     mask = torch.tensor([[True, False], [False, False]])
-    with pytest.raises(ValueError, match=r"mask rows \[1\] have no real source step"):
+    with pytest.raises(RuntimeError, match=r"a row of the attention mask has no real source step"):
         attention(query, keys, mask)
 
 

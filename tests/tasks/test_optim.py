@@ -73,3 +73,16 @@ def test_task_builds_its_optimizer_from_its_factories() -> None:
 
 def sgd_spec() -> dict:
     return {"class_path": "torch.optim.SGD", "init_args": {"lr": 1.0}}
+
+
+def test_on_a_gpu_the_fused_implementation_is_chosen_unless_set() -> None:
+    adamw = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}}
+    fused = configure_optimization(_model(), adamw, None, 10, MONITOR, prefer_fused=True)
+    assert fused.defaults["fused"] is True  # CPU fused AdamW exists too, which is what this test can run
+    plain = configure_optimization(_model(), adamw, None, 10, MONITOR)
+    assert not plain.defaults["fused"]
+    told = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01, "fused": False}}
+    assert not configure_optimization(_model(), told, None, 10, MONITOR, prefer_fused=True).defaults["fused"]
+    rmsprop = {"class_path": "torch.optim.RMSprop", "init_args": {"lr": 0.01}}  # has no fused option
+    assert isinstance(configure_optimization(_model(), rmsprop, None, 10, MONITOR, prefer_fused=True),
+                      torch.optim.RMSprop)

@@ -221,7 +221,7 @@ trainer = pl.Trainer(
     accelerator="cpu", devices=2, strategy="ddp", use_distributed_sampler=False, max_epochs=2,
     limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
     enable_model_summary=False, default_root_dir=sys.argv[1],
-    callbacks=[RNGStateCheckpoint(), SafeCheckpointing(), CtrlCOnRankOne(), ModelCheckpoint(dirpath=sys.argv[1])],
+    callbacks=[RNGStateCheckpoint(), SafeCheckpointing(check_every_n_steps=2), CtrlCOnRankOne(), ModelCheckpoint(dirpath=sys.argv[1])],
 )
 trainer.fit(model, datamodule=datamodule)
 """
@@ -229,7 +229,7 @@ trainer.fit(model, datamodule=datamodule)
 
 @pytest.mark.ddp
 def test_ctrl_c_on_one_ddp_rank_saves_once_and_stops_every_rank(tmp_path: Path) -> None:
-    """Ranks agree at each batch end, so a signal that reached one rank only stops all of them at the same batch
+    """Ranks agree every `check_every_n_steps` (2 here), so a signal that reached one rank only stops all of them at the same step
     with one checkpoint. (Without SafeCheckpointing rank 1 dies of KeyboardInterrupt and rank 0 crashes inside
     its next collective, gloo's "Connection closed by peer", and nothing is saved.)"""
     script = tmp_path / "fit.py"

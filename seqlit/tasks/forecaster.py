@@ -113,6 +113,10 @@ class Forecaster(SeqlitTask):
             self.log("train/teacher_forcing_prob", probability, on_step=True, on_epoch=False)
         return summed  # divided by the targets of the whole accumulated step after backward
 
+    def on_train_epoch_end(self) -> None:
+        if self.autoregressive:  # the probability in force at the epoch's end, also for runs shorter than a log interval
+            self.log("train/teacher_forcing_prob", self.teacher_forcing(max(0, self.global_step - 1)), on_epoch=True)
+
     def validation_step(self, batch: ForecastBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 

@@ -175,6 +175,10 @@ class Seq2SeqModel(SeqlitTask):
             self.log("train/teacher_forcing_prob", probability, on_step=True, on_epoch=False)
         return summed  # divided by the real target tokens of the whole step after backward
 
+    def on_train_epoch_end(self) -> None:
+        # the probability in force at the epoch's end, so short runs (fewer steps than the logging interval) show it too
+        self.log("train/teacher_forcing_prob", self.teacher_forcing(max(0, self.global_step - 1)), on_epoch=True)
+
     # ---- evaluation --------------------------------------------------------------------------------
     def validation_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
         memory, state = self._evaluate_loss("val", batch, self.val_perplexity)

@@ -26,7 +26,7 @@ from seqlit.types import EOS_ID, LMBatch
 
 Stage = Literal["train", "val", "test"]
 STAGES: tuple[Stage, ...] = ("train", "val", "test")
-CORPORA: tuple[str, ...] = ("pydoc", "files")
+CORPORA: tuple[str, ...] = ("pydoc", "files", "splits")
 # Streams are cut into chunks of `bptt` steps and never padded, so these loader settings have nothing to act on.
 IGNORED_LOADER_SETTINGS: tuple[str, ...] = ("max_tokens", "bucketing", "bucket_size_multiplier")
 DEFAULT_LOADER = LoaderSettings(batch_size=32, eval_batch_size=10)
@@ -46,11 +46,13 @@ class LanguageModelDataModule(SeqlitDataModule):
     The corpus (the user's UTF-8 files in the given order, or `pydoc`: the ~465k characters of Python's
     own documentation topics from the standard library's `pydoc_data`) is split by position: train is
     the first part, then validation, then test, so nothing evaluated precedes what was trained on. Split
-    points move forward to the next line start, so no line is cut in two. The tokenizer is fitted on the
-    training text only; every document ends with EOS.
+    points move forward to the next line start, so no line is cut in two. With `corpus: splits` the user's
+    own `train_path` / `val_path` / `test_path` files are the splits (the PTB / WikiText layout). The
+    tokenizer is fitted on the training text only; every document ends with a newline and then EOS.
 
     Args:
-        corpus: `pydoc` (bundled) or `files` (`paths`, UTF-8 text files, each one document).
+        corpus: `pydoc` (bundled), `files` (`paths`, UTF-8 text files, each one document, split by position)
+            or `splits` (`train_path`, `val_path`, `test_path`: one file per split, fractions unused).
         tokenizer: `char`, `word` (words, punctuation and newlines) or `bpe` (byte-level, `vocab_size` ids).
         min_count: tokens seen fewer times in training become UNK (char/word); BPE merge min frequency.
         val_fraction / test_fraction: shares of the corpus, by characters, held out at its end.
@@ -68,6 +70,9 @@ class LanguageModelDataModule(SeqlitDataModule):
         self,
         corpus: Literal["pydoc", "files"] = "pydoc",
         paths: list[str] | None = None,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
         tokenizer: TokenizerKind = "char",
         vocab_size: int = 2000,
         min_count: int = 1,
@@ -85,6 +90,8 @@ class LanguageModelDataModule(SeqlitDataModule):
             raise DataError(f"unknown data.corpus {corpus!r}; choose one of {list(CORPORA)}.")
         if corpus == "files" and not paths:
             raise DataError("data.corpus 'files' needs data.paths: a list of UTF-8 text files; or use corpus 'pydoc'.")
+        split_paths = {"train_path": train_path, "val_path": val_path, "test_path": test_path}
+        _check_split_paths(corpus, paths, split_paths)
         if tokenizer not in TOKENIZER_KINDS:
             raise DataError(f"unknown data.tokenizer {tokenizer!r}; choose one of {list(TOKENIZER_KINDS)}.")
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -99,6 +106,9 @@ class LanguageModelDataModule(SeqlitDataModule):
             raise DataError(f"data.bptt must be a positive int, got {bptt!r}.")
         self.corpus = corpus
         self.paths = list(paths) if paths else []
+        self.split_paths: dict[Stage, str] = (
+            {"train": str(train_path), "val": str(val_path), "test": str(test_path)} if corpus == "splits" else {}
+        )
         self.tokenizer_kind = tokenizer
         self.vocab_size = vocab_size
         self.min_count = min_count
@@ -129,24 +139,18 @@ class LanguageModelDataModule(SeqlitDataModule):
 
     @cached_property
     def documents(self) -> list[str]:
-        """The corpus, one string per document, in corpus order."""
+        """The corpus, one string per document, in corpus order, each ending with a newline (so one
+        document's last line is never joined to the next one's first line)."""
         if self.corpus == "pydoc":
             from pydoc_data.topics import topics
 
-            return [topics[name] for name in sorted(topics)]
-        documents = []
-        for path in self.paths:
-            require_data_file(Path(path))
-            try:
-                documents.append(Path(path).read_text(encoding="utf-8"))
-            except UnicodeDecodeError as error:
-                raise DataError(
-                    f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); re-encode it, "
-                    f"e.g. `iconv -f latin1 -t utf-8 {path}`."
-                ) from None
-        empty = [path for path, text in zip(self.paths, documents) if not text.strip()]
+            return [_end_with_newline(topics[name]) for name in sorted(topics)]
+        paths = list(self.split_paths.values()) if self.split_paths else self.paths
+        documents = [_end_with_newline(_read_text_file(path)) for path in paths]
+        empty = [path for path, text in zip(paths, documents) if not text.strip()]
         if empty:
-            raise DataError(f"these data.paths files have no text: {empty}; remove them from the list.")
+            option = "train_path/val_path/test_path" if self.split_paths else "paths"
+            raise DataError(f"these data.{option} files have no text: {empty}; give files with text.")
         return documents
 
     @cached_property
@@ -159,8 +163,11 @@ class LanguageModelDataModule(SeqlitDataModule):
         """Character range of each split in the concatenated corpus: train < val < test."""
         text = self.corpus_text
         total = len(text)
-        val_start = _next_line_start(text, round(total * (1.0 - self.val_fraction - self.test_fraction)))
-        test_start = _next_line_start(text, max(val_start, round(total * (1.0 - self.test_fraction))))
+        if self.split_paths:  # one document per split, in train, val, test order
+            val_start, test_start = np.cumsum([len(document) for document in self.documents[:2]]).tolist()
+        else:
+            val_start = _next_line_start(text, round(total * (1.0 - self.val_fraction - self.test_fraction)))
+            test_start = _next_line_start(text, max(val_start, round(total * (1.0 - self.test_fraction))))
         spans = {
             "train": TextSpan(0, val_start),
             "val": TextSpan(val_start, test_start),
@@ -325,6 +332,42 @@ def _refuse_ignored_settings(loader: LoaderSettings) -> None:
             "into chunks of data.bptt steps, which are never padded or bucketed. Remove it from data.loader (set "
             "the chunk length with data.bptt, the streams per batch with data.loader.batch_size)."
         )
+
+
+def _check_split_paths(corpus: str, paths: list[str] | None, split_paths: dict[str, str | None]) -> None:
+    """`corpus: splits` needs all three split files and no `paths`; the split files need `corpus: splits`."""
+    given = [name for name, path in split_paths.items() if path]
+    if corpus != "splits":
+        if given:
+            raise DataError(
+                f"data.{given[0]} is set but data.corpus is {corpus!r}: set data.corpus 'splits' to use your own "
+                "train/val/test files (or remove the *_path settings)."
+            )
+        return
+    missing = [name for name in split_paths if name not in given]
+    if missing:
+        raise DataError(
+            f"data.corpus 'splits' needs {', '.join(f'data.{name}' for name in missing)}: one UTF-8 text file per "
+            "split (train_path, val_path, test_path)."
+        )
+    if paths:
+        raise DataError("data.paths is for data.corpus 'files'; with corpus 'splits' give train_path/val_path/test_path.")
+
+
+def _read_text_file(path: str) -> str:
+    """A UTF-8 text file's contents (a byte-order mark is not text), or one clear error."""
+    require_data_file(Path(path))
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); re-encode it, "
+            f"e.g. `iconv -f latin1 -t utf-8 {path}`."
+        ) from None
+
+
+def _end_with_newline(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 def _next_line_start(text: str, position: int) -> int:

@@ -421,8 +421,9 @@ CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
 }
 
 
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) under `root`: a new empty log folder shows up too."""
+    return {str(path.relative_to(root)): path.read_bytes() if path.is_file() else None for path in sorted(root.rglob("*"))}
 
 
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
@@ -439,7 +440,7 @@ def test_cli_prints_one_error_line_and_keeps_earlier_runs(
         checkpoints.mkdir(parents=True)
         (checkpoints / "last.ckpt").write_bytes(b"an earlier run's weights")
         (earlier / name / "version_0" / "metrics.csv").write_text("epoch,val/loss\n0,1.5\n")
-    before = _snapshot(earlier)
+    before = snapshot(earlier)
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     with pytest.raises(SystemExit) as exit_info:
@@ -451,7 +452,7 @@ def test_cli_prints_one_error_line_and_keeps_earlier_runs(
     assert len(errors) == 1 and errors[0].startswith("seqlit: error: "), output
     assert re.search(message, errors[0]), errors[0]
     assert "Traceback" not in output
-    assert _snapshot(earlier) == before  # nothing earlier was deleted or rewritten, and nothing new was written
+    assert snapshot(earlier) == before  # nothing earlier was deleted or rewritten, and nothing new was written
 
 
 # ---- documented behaviours that are not errors ---------------------------------------------------------------

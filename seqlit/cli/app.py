@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from seqlit.audit import run_audit
 from seqlit.callbacks.prediction_writer import PredictionWriter
 from seqlit.cli.checkpoints import (
+    check_checkpoint_file,
     describe_model_mismatch,
     newest_last_checkpoint,
     refuse_checkpoint_of_another_model,
@@ -145,6 +146,7 @@ class SeqlitCLI(LightningCLI):
         else:
             self.config = parser.parse_args(rewrite_shorthands(sys.argv[1:] if args is None else list(args)))
         self._config_model = self._model_config()
+        check_checkpoint_file(self._subconfig().get("ckpt_path"))
         refuse_checkpoint_of_another_model(self._checkpoint_file(), self._config_model)
 
     # ---- instantiation -----------------------------------------------------------------------------
@@ -231,32 +233,33 @@ class SeqlitCLI(LightningCLI):
             self.datamodule.setup(stage)
 
     def _resolve_last_checkpoint(self) -> None:
-        """`--ckpt_path last` means the newest `last*.ckpt` (or interruption checkpoint) of this run name,
-        across versions: Lightning looks for "last" only in the *new* run's (empty) checkpoint folder."""
+        """`--ckpt_path last` means the newest `last*.ckpt` (or interruption checkpoint) of this config's own
+        experiment (`runs/<name>/version_*/checkpoints/`), across versions: Lightning looks for "last" only in
+        the *new* run's (empty) checkpoint folder. No such checkpoint is an error, not a fresh start."""
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") != "last":
             return
         newest = newest_last_checkpoint(self.trainer)
-        if newest is not None:
-            print(f"seqlit: --ckpt_path last -> {newest}", file=sys.stderr)
-            config["ckpt_path"] = str(newest)
+        print(f"seqlit: --ckpt_path last -> {newest}", file=sys.stderr)
+        check_checkpoint_file(newest)
+        config["ckpt_path"] = str(newest)
 
     # ---- subcommands -------------------------------------------------------------------------------
     def before_fit(self) -> None:
-        self._set_up_data("fit")
         self._resolve_last_checkpoint()
+        self._set_up_data("fit")
 
     def before_validate(self) -> None:
-        self._set_up_data("validate")
         self._resolve_last_checkpoint()
+        self._set_up_data("validate")
 
     def before_test(self) -> None:
-        self._set_up_data("test")
         self._resolve_last_checkpoint()
+        self._set_up_data("test")
 
     def before_predict(self) -> None:
-        self._set_up_data("predict")
         self._resolve_last_checkpoint()
+        self._set_up_data("predict")
         path = self.config["predict"].get("predictions_path")
         if path is None:
             path = str(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.csv")

@@ -194,6 +194,19 @@ def _lm_tokenizer_mismatch(tmp: Path) -> Callable[[], Any]:
     return build
 
 
+def _predict_file_other_features(tmp: Path) -> Callable[[], Any]:
+    """Training on columns f1, f2; the file to label has f1, f9 (issue 21: it used to be labelled anyway)."""
+    train = write_csv(tmp / "train.csv", labelled_frame().rename(columns={"x": "f1", "y": "f2"}))
+    other = labelled_frame(3, seed=1).drop(columns="label").rename(columns={"x": "f1", "y": "f9"})
+
+    def build() -> None:
+        module = SequenceClassificationDataModule(dataset="long_format", train_path=str(train),
+                                                  predict_path=str(write_csv(tmp / "new.csv", other)))
+        module.setup("predict")
+
+    return build
+
+
 CATALOGUE: dict[str, BadInput] = {
     # -- classification, user CSV/TSV/Parquet ------------------------------------------------------------------
     "csv-empty-file": BadInput(
@@ -280,6 +293,11 @@ CATALOGUE: dict[str, BadInput] = {
     "parquet-zero-bytes": BadInput(
         lambda tmp: classifier(_text(tmp / "data.pq", b"")),
         DataError, r"data\.pq: not a readable Parquet file.*Fix: write it again with DataFrame\.to_parquet",
+    ),
+    "predict-file-other-feature-columns": BadInput(
+        _predict_file_other_features,
+        DataError, r"the predict file .*new\.csv has feature columns \['f1', 'f9'\] but the model was trained with "
+                   r"\['f1', 'f2'\] \(missing \['f2'\], not in training \['f9'\]\)\. Fix:",
     ),
     "checkpoint-other-classes": BadInput(
         _classification_state_mismatch,

@@ -110,6 +110,7 @@ class SequenceClassificationDataModule(SeqlitDataModule):
             if self.predict_path is None:
                 raise DataError("`seqlit predict` needs data.predict_path: the file to label.")
             records = self._clip(self._load_file(self.predict_path, require_labels=False), "predict")
+            records = _in_training_column_order(records, list(self._splits["train"].feature_names), self.predict_path)
             if records.labels is not None:
                 self._check_labels("predict", records, class_to_index)
             self.datasets["predict"] = SequenceClassificationDataset(records, class_to_index, self.normalizer)
@@ -256,6 +257,27 @@ def _sorted_labels(labels: np.ndarray | None) -> list[str]:
         return sorted(unique, key=float)
     except ValueError:
         return unique
+
+
+def _in_training_column_order(records: SequenceRecords, trained: list[str], path: str) -> SequenceRecords:
+    """The predict file's features in the order the model was trained with (the checkpoint stores that order,
+    checked against the training file on load); other columns are refused rather than fed in silently."""
+    found = list(records.feature_names)
+    if found == trained:
+        return records
+    if sorted(found) != sorted(trained):
+        missing, extra = [c for c in trained if c not in found], [c for c in found if c not in trained]
+        raise DataError(
+            f"the predict file {path} has feature columns {found} but the model was trained with {trained} "
+            f"(missing {missing}, not in training {extra}). Fix: give the predict file the training file's feature "
+            "columns, or set data.feature_columns to the training columns."
+        )
+    order = [found.index(name) for name in trained]
+    return SequenceRecords(
+        sequences=[sequence[:, order] for sequence in records.sequences], labels=records.labels,
+        entities=records.entities, start_times=records.start_times, end_times=records.end_times,
+        feature_names=list(trained), sequence_ids=records.sequence_ids,
+    )
 
 
 def _concatenate(parts: list[SequenceRecords]) -> SequenceRecords:

@@ -11,6 +11,10 @@ class DataError(SeqlitError, ValueError):
     """A data file or data set is missing, malformed or inconsistent with the config."""
 
 
+class SettingError(SeqlitError, ValueError):
+    """A config setting is out of its valid range (a size of 0, a dropout of 1.5, an unknown name)."""
+
+
 class CheckpointMismatchError(SeqlitError, ValueError):
     """A checkpoint was made with another data layout (classes, features, vocabulary)."""
 

@@ -430,7 +430,60 @@ def _cli_dictionary_without_phonemes(tmp: Path) -> list[str]:
             "pronunciation_file", "--data.init_args.train_path", str(path)]
 
 
+def _cli_setting(config: str, key: str, value: str) -> Callable[[Path], list[str]]:
+    """A bundled recipe with one setting spoiled on the command line."""
+    return lambda tmp: ["--config", str(REPO / "configs" / config), f"--{key}", value]
+
+
+def _cli_lm_bptt_zero(tmp: Path) -> list[str]:
+    path = _text(tmp / "corpus.txt", "the cat sat on the mat\n" * 30)
+    return ["--config", str(REPO / "configs/lm_pydoc_char.yaml"), "--data.init_args.corpus", "files",
+            "--data.init_args.paths", f"[{path}]", "--data.init_args.bptt", "0"]
+
+
+def _cli_beam_size_zero(tmp: Path) -> list[str]:
+    path = _text(tmp / "words.dict", dictionary_text())
+    return ["--config", str(REPO / "configs/g2p_cmudict_small.yaml"), "--data.init_args.dataset",
+            "pronunciation_file", "--data.init_args.train_path", str(path), "--model.init_args.beam_size", "0"]
+
+
+def _cli_one_class(tmp: Path) -> list[str]:
+    path = write_csv(tmp / "train.csv", labelled_frame(labels="p"))
+    return ["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--data.init_args.dataset", "long_format",
+            "--data.init_args.train_path", str(path)]
+
+
+ENCODER = "model.init_args.encoder.init_args"
 CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
+    # -- settings out of range (issue 21): refused when the config is instantiated, before any log folder --------
+    "hidden-size-zero": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.hidden_size", "0"),
+                         r"RNNEncoder hidden_size must be an integer >= 1, got 0\.$"),
+    "hidden-size-negative-forecaster": (
+        _cli_setting("m1_yearly_gru.yaml", "model.init_args.network.init_args.hidden_size", "-4"),
+        r"RNNEncoder hidden_size must be an integer >= 1, got -4\.$"),
+    "num-layers-zero": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.num_layers", "0"),
+                        r"RNNEncoder num_layers must be an integer >= 1, got 0\.$"),
+    "dropout-above-one": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.dropout", "1.5"),
+                          r"RNNEncoder dropout must be in \[0, 1\), got 1\.5"),
+    "val-fraction-above-one": (_cli_setting("japanese_vowels_gru.yaml", "data.init_args.val_fraction", "1.5"),
+                               r"data\.val_fraction must be in \[0, 1\), got 1\.5"),
+    "val-fraction-above-one-forecasting": (_cli_setting("m1_yearly_gru.yaml", "data.init_args.val_fraction", "1.5"),
+                                           r"data\.val_fraction must be in \[0, 1\), got 1\.5"),
+    "lm-bptt-zero": (_cli_lm_bptt_zero, r"data\.bptt must be a positive int, got 0"),
+    "training-file-with-one-class": (_cli_one_class, r"the training split has a single class \('p'\).*at least 2 classes"),
+    "learning-rate-negative": (_cli_setting("japanese_vowels_gru.yaml", "model.init_args.optimizer.init_args.lr", "-0.1"),
+                               r"model\.optimizer: Invalid learning rate: -0\.1 \(optimizer lr must be >= 0"),
+    "warmup-fraction-above-one": (
+        _cli_setting("japanese_vowels_gru.yaml", "model.init_args.lr_scheduler.init_args.warmup_fraction", "2"),
+        r"warmup_fraction must be in \[0, 1\), got 2"),
+    "beam-size-zero": (_cli_beam_size_zero, r"beam_size must be >= 1, got 0"),
+    "hidden-size-not-a-number": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.hidden_size", "big"),
+                                 rf"{ENCODER}\.hidden_size must be an integer, got 'big'\. Fix:"),
+    "cell-unknown": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.cell", "rnn"),
+                     r"unknown cell 'rnn'; use one of \['gru', 'lstm'\]"),
+    "pooling-not-a-choice": (_cli_setting("japanese_vowels_gru.yaml", "model.init_args.pooling", "max"),
+                             r"model\.init_args\.pooling must be one of 'last', 'mean', 'attention', got 'max'"),
+    # -- data --------------------------------------------------------------------------------------------------
     "parquet-not-parquet": (_cli_not_parquet, r"not a readable Parquet file.*Fix:"),
     "feature-nan": (_cli_nan_feature, r"NaN/Inf features.*Impute or drop"),
     "duplicate-entity-time": (_cli_duplicate_time, r"more than once.*Aggregate the duplicates"),

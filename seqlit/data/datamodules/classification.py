@@ -158,6 +158,13 @@ class SequenceClassificationDataModule(SeqlitDataModule):
                 raise DataError(
                     f"the {name} split is empty; raise data.{name}_fraction or provide more data."
                 )
+        classes = _sorted_labels(splits["train"].labels)
+        if len(classes) < 2:
+            raise DataError(
+                f"the training split has a single class ({classes[0]!r}): nothing to tell apart. Classification needs "
+                f"at least 2 classes in the label column {self.column_names['label_column']!r} (data.label_column); "
+                "check that column and the file."
+            )
         clipped = {name: self._clip(records, name) for name, records in splits.items()}
         # Checked here, not in setup: a label unseen in training fails before the Trainer and its logs exist.
         class_to_index = {name: i for i, name in enumerate(_sorted_labels(clipped["train"].labels))}

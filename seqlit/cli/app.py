@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from seqlit.cli.checkpoints import (
 )
 from seqlit.compare import add_compare_arguments, run_compare
 from seqlit.doctor import diagnose
-from seqlit.errors import CheckpointMismatchError
+from seqlit.errors import CheckpointMismatchError, SeqlitError
 
 BASE_CONFIG = Path(__file__).with_name("base.yaml")
 
@@ -300,13 +301,21 @@ class SeqlitCLI(LightningCLI):
 
     def _explaining_checkpoint_mismatch(self, run: Any, kwargs: dict[str, Any]) -> Any:
         """Runs `run(**kwargs)`; a checkpoint whose weights do not fit the model becomes a CheckpointMismatchError
-        (torch reports it as a long "Error(s) in loading state_dict" traceback)."""
+        (torch reports it as a long "Error(s) in loading state_dict" traceback). A run refused during setup
+        (a SeqlitError before anything was logged) leaves no log folder behind."""
+        new_folders = [Path(p) for p in (self.trainer.log_dir, Path(self.trainer.log_dir or ".").parent)
+                       if p and not Path(p).exists()]
         try:
-            return run(**kwargs)
-        except RuntimeError as error:
-            if "Error(s) in loading state_dict" not in str(error) or not kwargs.get("ckpt_path"):
-                raise
-            raise CheckpointMismatchError(describe_model_mismatch(str(kwargs["ckpt_path"]), self.model)) from None
+            try:
+                return run(**kwargs)
+            except RuntimeError as error:
+                if "Error(s) in loading state_dict" not in str(error) or not kwargs.get("ckpt_path"):
+                    raise
+                raise CheckpointMismatchError(describe_model_mismatch(str(kwargs["ckpt_path"]), self.model)) from None
+        except SeqlitError:
+            if self.trainer.is_global_zero:
+                remove_set_up_only_folders(new_folders)
+            raise
 
 
 class TimedFitCLI(SeqlitCLI):
@@ -358,6 +367,22 @@ def _share_version_folder(trainer: Trainer) -> None:
         if isinstance(logger, TensorBoardLogger) and logger._version is None:
             if Path(logger.save_dir) == Path(csv.save_dir) and logger.name == csv.name:
                 logger._version = csv.version
+
+
+def remove_set_up_only_folders(folders: list[Path]) -> None:
+    """Removes log folders this run created that hold only what is written at set-up (config.yaml, hparams.yaml,
+    an empty TensorBoard event file, an empty checkpoints/ folder): a refused run is not a run."""
+    for folder in folders:
+        if folder.is_dir() and all(_set_up_file(path) for path in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _set_up_file(path: Path) -> bool:
+    if path.is_dir():
+        return True
+    return path.name in ("config.yaml", "hparams.yaml") or (
+        path.name.startswith("events.out.tfevents.") and path.stat().st_size < 1024
+    )
 
 
 def _short_description(method: Any) -> str:

@@ -23,6 +23,10 @@ class NonFiniteLossError(SeqlitError, RuntimeError):
     """Training produced NaN/Inf losses for too many steps in a row."""
 
 
+class NonFiniteMetricError(SeqlitError, RuntimeError):
+    """A validation or test metric came out NaN/Inf: the numbers (data or model) overflowed."""
+
+
 def check_checkpoint_matches(what: str, saved: object, current: object, *, fix: str) -> None:
     """The one checkpoint-compatibility check: raises when the checkpoint's `what` differs from this run's.
 

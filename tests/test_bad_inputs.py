@@ -312,6 +312,10 @@ CATALOGUE: dict[str, BadInput] = {
         lambda tmp: forecaster(write_csv(tmp / "panel.csv", _spoiled(panel_frame(), 25, "target", float("inf")))),
         DataError, r"'target' is infinite for entity 'e1' at time 2005; replace it with a real value",
     ),
+    "target-beyond-float32": BadInput(
+        lambda tmp: forecaster(write_csv(tmp / "panel.csv", _spoiled(panel_frame(), 9, "target", 1e308))),
+        DataError, r"'target' is 1e\+308 for entity 'e0' at time 2009, beyond the float32 range .*Fix: rescale",
+    ),
     "duplicate-entity-time-forecasting": BadInput(
         lambda tmp: forecaster(write_csv(tmp / "panel.csv", pd.concat([panel_frame(), panel_frame().iloc[[3]]]))),
         DataError,
@@ -453,6 +457,12 @@ def _cli_one_class(tmp: Path) -> list[str]:
             "--data.init_args.train_path", str(path)]
 
 
+def _cli_huge_forecast_value(tmp: Path) -> list[str]:
+    path = write_csv(tmp / "panel.csv", _spoiled(panel_frame(), 9, "target", 1e308))
+    return ["--config", str(REPO / "configs/m1_yearly_gru.yaml"), "--data.init_args.dataset", "long_format",
+            "--data.init_args.path", str(path), "--data.init_args.horizon", "3"]
+
+
 ENCODER = "model.init_args.encoder.init_args"
 CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     # -- settings out of range (issue 21): refused when the config is instantiated, before any log folder --------
@@ -483,6 +493,7 @@ CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
                      r"unknown cell 'rnn'; use one of \['gru', 'lstm'\]"),
     "pooling-not-a-choice": (_cli_setting("japanese_vowels_gru.yaml", "model.init_args.pooling", "max"),
                              r"model\.init_args\.pooling must be one of 'last', 'mean', 'attention', got 'max'"),
+    "forecast-value-beyond-float32": (_cli_huge_forecast_value, r"'target' is 1e\+308 for entity 'e0' .*float32 range"),
     # -- data --------------------------------------------------------------------------------------------------
     "parquet-not-parquet": (_cli_not_parquet, r"not a readable Parquet file.*Fix:"),
     "feature-nan": (_cli_nan_feature, r"NaN/Inf features.*Impute or drop"),

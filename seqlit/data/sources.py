@@ -339,8 +339,10 @@ def _check_series_values(
     if bad_covariates.shape[0]:
         step, column = (int(v) for v in bad_covariates[0])
         raise DataError(
-            f"{source}: covariate {covariate_names[column]!r} is NaN/Inf (or beyond float32) for {at(step)}; "
-            "covariates must be complete, finite numbers. Impute or rescale them before training."
+            f"{source}: covariate {covariate_names[column]!r} is "
+            f"{'NaN/Inf' if not np.isfinite(covariates[step, column]) else f'{covariates[step, column]:.3g}'} for "
+            f"{at(step)}; covariates must be complete, finite numbers within float32 (about ±{FLOAT32_MAX:.2g}). "
+            "Impute them (e.g. forward fill) or rescale them before training."
         )
 
 

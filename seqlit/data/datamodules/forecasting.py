@@ -29,7 +29,7 @@ from seqlit.data.scaling import CovariateNormalizer, ScalingName, make_scaler
 from seqlit.data.sources import SeriesPanel, load_m1_yearly, load_panel, panel_from_frame
 from seqlit.errors import DataError, check_checkpoint_matches
 from seqlit.types import ForecastBatch
-from seqlit.validation import require_fraction, require_int_at_least
+from seqlit.validation import require_fraction
 
 M1_YEARLY_HORIZON = 6
 DEFAULT_LOADER = LoaderSettings(batch_size=64)
@@ -97,13 +97,6 @@ class ForecastingDataModule(SeqlitDataModule):
             raise DataError(f"data.seasonality must be >= 1 (1 for yearly data), got {seasonality}.")
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             require_fraction(f"data.{name}", value)
-        for name, count, minimum in (("horizon", horizon, 1), ("min_context", min_context, 1), ("stride", stride, 1),
-                                     ("fold", fold, 0)):
-            if count is not None:
-                require_int_at_least(f"data.{name}", count, minimum)
-        for name, count in (("context_length", context_length), ("fold_step", fold_step)):
-            if count is not None:
-                require_int_at_least(f"data.{name}", count, 1)
         if not 0.0 <= step_dropout < 1.0 or jitter < 0.0:
             raise DataError(f"data.jitter must be >= 0 and data.step_dropout in [0, 1); got {jitter}, {step_dropout}.")
         self.dataset = dataset

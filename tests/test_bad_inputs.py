@@ -594,3 +594,22 @@ def test_too_long_sequences_are_truncated_only_when_asked(tmp_path: Path, policy
         for entity, sequence in zip(split.sequence_ids, split.sequences):
             full = frame[frame["entity"] == entity][["x", "y"]].to_numpy(np.float32)
             np.testing.assert_array_equal(sequence, full[kept] if len(full) > 4 else full)
+
+
+def test_a_byte_order_mark_is_not_text_in_any_reader(tmp_path: Path) -> None:
+    """Issue 21: a UTF-8 BOM at the start of a corpus (or prompt file) became a vocabulary character."""
+    bom = "\ufeff"
+    corpus = _text(tmp_path / "corpus.txt", (bom + "the cat sat on the mat\n" * 30).encode("utf-8"))
+    second = _text(tmp_path / "more.txt", (bom + "a dog ate the hat\n" * 30).encode("utf-8"))
+    prompts = _text(tmp_path / "prompts.txt", (bom + "the cat\nthe mat\n").encode("utf-8"))
+    module = language_model(corpus, second, predict_path=str(prompts))()
+    assert all(bom not in document for document in module.documents)
+    assert bom not in str(module.tokenizer_state)
+    module.setup("predict")
+    assert list(module.datasets["predict"].prompts) == ["the cat", "the mat"]
+    words = _text(tmp_path / "words.dict", (bom + dictionary_text()).encode("utf-8"))
+    assert bom not in "".join(g2p(words)().source_tokens)
+    table = _text(tmp_path / "data.csv", (bom + "entity,time,x,label\na,0,1.0,p\n").encode("utf-8"))
+    from seqlit.data.long_format import read_table
+
+    assert list(read_table(table).columns) == ["entity", "time", "x", "label"]

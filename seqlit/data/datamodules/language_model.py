@@ -138,7 +138,8 @@ class LanguageModelDataModule(SeqlitDataModule):
         for path in self.paths:
             require_data_file(Path(path))
             try:
-                documents.append(Path(path).read_text(encoding="utf-8"))
+                # utf-8-sig: a byte-order mark some editors write is not text (it would become a vocabulary symbol)
+                documents.append(Path(path).read_text(encoding="utf-8-sig"))
             except UnicodeDecodeError as error:
                 raise DataError(
                     f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); re-encode it, "
@@ -269,7 +270,7 @@ class LanguageModelDataModule(SeqlitDataModule):
     def _prompt_texts(self) -> list[str]:
         if self.predict_path is not None:
             require_data_file(Path(self.predict_path))
-            lines = Path(self.predict_path).read_text(encoding="utf-8").splitlines()
+            lines = Path(self.predict_path).read_text(encoding="utf-8-sig").splitlines()
             return [line.replace("\\n", "\n") for line in lines]
         if self.prompts:
             return list(self.prompts)

@@ -299,6 +299,11 @@ CATALOGUE: dict[str, BadInput] = {
         DataError, r"the predict file .*new\.csv has feature columns \['f1', 'f9'\] but the model was trained with "
                    r"\['f1', 'f2'\] \(missing \['f2'\], not in training \['f9'\]\)\. Fix:",
     ),
+    "sequence-above-the-default-size-guard": BadInput(
+        lambda tmp: classifier(write_csv(tmp / "data.csv", pd.concat([labelled_frame(), pd.DataFrame(
+            {"entity": "huge", "time": range(10_001), "x": 0.0, "y": 0.0, "label": "p"})]))),
+        DataError, r"1 train sequence\(s\) are longer than data\.max_length=10000 \(e\.g\. 'huge' with 10001 steps\)",
+    ),
     "checkpoint-other-classes": BadInput(
         _classification_state_mismatch,
         CheckpointMismatchError, r"trained with classes \['p', 'q'\] but this run has \['p', 'z'\].*start a new run",
@@ -315,6 +320,12 @@ CATALOGUE: dict[str, BadInput] = {
     "target-beyond-float32": BadInput(
         lambda tmp: forecaster(write_csv(tmp / "panel.csv", _spoiled(panel_frame(), 9, "target", 1e308))),
         DataError, r"'target' is 1e\+308 for entity 'e0' at time 2009, beyond the float32 range .*Fix: rescale",
+    ),
+    "series-of-100000-steps": BadInput(
+        lambda tmp: forecaster(write_csv(tmp / "panel.csv", pd.concat([panel_frame(), pd.DataFrame(
+            {"entity": "long", "time": range(100_000), "target": 1.0 + np.arange(100_000) % 7})]))),
+        DataError, r"train window\(s\) have a context longer than data\.max_context_length=10000 \(e\.g\. entity "
+                   r"'long': 10,001 steps\)\. Fix: set data\.context_length",
     ),
     "duplicate-entity-time-forecasting": BadInput(
         lambda tmp: forecaster(write_csv(tmp / "panel.csv", pd.concat([panel_frame(), panel_frame().iloc[[3]]]))),
@@ -378,6 +389,11 @@ CATALOGUE: dict[str, BadInput] = {
     "empty-split-too-long-words-skipped": BadInput(
         lambda tmp: g2p(_text(tmp / "words.dict", dictionary_text()), max_source_length=1, too_long="skip"),
         DataError, r"every train word is longer than data\.max_source_length=1; raise it",
+    ),
+    "word-of-100000-characters": BadInput(
+        lambda tmp: g2p(_text(tmp / "words.dict", dictionary_text() + "A" * 100_000 + "  K AE1 T\n")),
+        DataError, r"1 train word\(s\) are longer than data\.max_source_length=1000 characters \(e\.g\. "
+                   r"\['a{30}\.\.\. \(100,000 characters\)'\]\)\. Raise max_source_length, or set data\.too_long='skip'",
     ),
     "checkpoint-other-vocabulary": BadInput(
         _g2p_vocabulary_mismatch,

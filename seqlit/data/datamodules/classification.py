@@ -18,6 +18,7 @@ from seqlit.data.splits import Split, chronological_split, entity_split, stratif
 from seqlit.errors import DataError, check_checkpoint_matches
 
 DEFAULT_LOADER = LoaderSettings(batch_size=32)
+DEFAULT_MAX_LENGTH = 10_000  # steps; a size guard, far above real sequence classification data
 
 
 class SequenceClassificationDataModule(SeqlitDataModule):
@@ -29,7 +30,9 @@ class SequenceClassificationDataModule(SeqlitDataModule):
         split: how validation (and test, without a test file) is carved from the training data:
             `stratified` by class, `chronological` by time, or `entity` (whole entities held out).
             The leakage audit for that mode runs on every setup.
-        max_length / too_long: longest sequence allowed and what to do with longer ones.
+        max_length / too_long: longest sequence allowed (default `DEFAULT_MAX_LENGTH` = 10,000 steps, so a
+            runaway sequence is refused before it is unrolled; null: no limit) and what to do with longer ones
+            (`error`, or truncate with `keep_first` / `keep_last`).
         loader: batching and loading (`LoaderSettings`); None: `DEFAULT_LOADER`, 32 sequences per batch (also in
             evaluation), bucketed by length.
     """
@@ -50,7 +53,7 @@ class SequenceClassificationDataModule(SeqlitDataModule):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         normalize: bool = True,
-        max_length: int | None = None,
+        max_length: int | None = DEFAULT_MAX_LENGTH,
         too_long: Literal["error", "keep_first", "keep_last"] = "error",
         loader: LoaderSettings | None = None,
     ) -> None:

@@ -303,8 +303,10 @@ class SeqlitCLI(LightningCLI):
         """Runs `run(**kwargs)`; a checkpoint whose weights do not fit the model becomes a CheckpointMismatchError
         (torch reports it as a long "Error(s) in loading state_dict" traceback). A run refused during setup
         (a SeqlitError before anything was logged) leaves no log folder behind."""
-        new_folders = [Path(p) for p in (self.trainer.log_dir, Path(self.trainer.log_dir or ".").parent)
-                       if p and not Path(p).exists()]
+        new_folders: list[Path] = []
+        if self.trainer.is_global_zero:  # the rank that writes the logs (and names the version folder)
+            log_dir = self.trainer.log_dir
+            new_folders = [p for p in (Path(log_dir), Path(log_dir).parent) if log_dir and not p.exists()]
         try:
             try:
                 return run(**kwargs)
@@ -313,8 +315,7 @@ class SeqlitCLI(LightningCLI):
                     raise
                 raise CheckpointMismatchError(describe_model_mismatch(str(kwargs["ckpt_path"]), self.model)) from None
         except SeqlitError:
-            if self.trainer.is_global_zero:
-                remove_set_up_only_folders(new_folders)
+            remove_set_up_only_folders(new_folders)
             raise
 
 

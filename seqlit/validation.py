@@ -4,7 +4,6 @@ setting is refused when the config is instantiated, before a log folder exists."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from numbers import Integral, Real
 
 from seqlit.errors import SettingError
@@ -14,12 +13,6 @@ def require_int_at_least(name: str, value: object, minimum: int = 1) -> None:
     """`value` must be an integer >= `minimum` (booleans are not integers here)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise SettingError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
-def require_positive(name: str, value: object) -> None:
-    """`value` must be a number > 0 (a learning rate, a size in units that may be fractional)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise SettingError(f"{name} must be a number > 0, got {value!r}.")
 
 
 def require_fraction(name: str, value: object, *, low_open: bool = False, high_open: bool = True) -> None:
@@ -32,9 +25,3 @@ def require_fraction(name: str, value: object, *, low_open: bool = False, high_o
     if not (above_low and below_high):
         raise SettingError(f"{name} must be in {low}0, 1{high}, got {value!r}.")
 
-
-def require_choice(name: str, value: object, choices: Iterable[object]) -> None:
-    """`value` must be one of `choices`; the message lists them."""
-    options = list(choices)
-    if value not in options:
-        raise SettingError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}.")

@@ -11,12 +11,20 @@ class DataError(SeqlitError, ValueError):
     """A data file or data set is missing, malformed or inconsistent with the config."""
 
 
+class SettingError(SeqlitError, ValueError):
+    """A config setting is out of its valid range (a size of 0, a dropout of 1.5, an unknown name)."""
+
+
 class CheckpointMismatchError(SeqlitError, ValueError):
     """A checkpoint was made with another data layout (classes, features, vocabulary)."""
 
 
 class NonFiniteLossError(SeqlitError, RuntimeError):
     """Training produced NaN/Inf losses for too many steps in a row."""
+
+
+class NonFiniteMetricError(SeqlitError, RuntimeError):
+    """A validation or test metric came out NaN/Inf: the numbers (data or model) overflowed."""
 
 
 def check_checkpoint_matches(what: str, saved: object, current: object, *, fix: str) -> None:

@@ -8,6 +8,8 @@ from typing import Literal
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from seqlit.errors import SettingError
+
 
 class WarmupCosine:
     """LR multiplier at optimizer step `step`: linear 0 -> 1 over `warmup_steps`, then cosine to `min_ratio`.
@@ -17,11 +19,11 @@ class WarmupCosine:
 
     def __init__(self, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> None:
         if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+            raise SettingError(f"total_steps must be >= 1, got {total_steps}")
         if not 0 <= warmup_steps <= total_steps:
-            raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+            raise SettingError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
         if not 0.0 <= min_ratio <= 1.0:
-            raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio}")
+            raise SettingError(f"min_ratio must be in [0, 1], got {min_ratio}")
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.min_ratio = min_ratio
@@ -54,12 +56,12 @@ class WarmupCosineLR(LambdaLR):
         last_epoch: int = -1,
     ) -> None:
         if total_steps is None:
-            raise ValueError(
+            raise SettingError(
                 "WarmupCosineLR needs total_steps: seqlit's tasks pass the trainer's estimate; set it yourself when "
                 "you build the scheduler outside a task."
             )
         if not 0.0 <= warmup_fraction < 1.0:
-            raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+            raise SettingError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
         total_steps = max(1, int(total_steps))
         warmup_steps = int(round(warmup_fraction * total_steps))
         super().__init__(optimizer, WarmupCosine(total_steps, warmup_steps, min_lr_ratio), last_epoch=last_epoch)
@@ -90,30 +92,30 @@ class TeacherForcingSchedule:
         minimum: float = 0.0,
     ) -> None:
         if kind not in TEACHER_FORCING_KINDS:
-            raise ValueError(
+            raise SettingError(
                 f"unknown teacher-forcing kind {kind!r}; choose one of {', '.join(map(repr, TEACHER_FORCING_KINDS))}."
             )
         if not 0.0 <= minimum <= 1.0:
-            raise ValueError(f"minimum must be in [0, 1], got {minimum}")
+            raise SettingError(f"minimum must be in [0, 1], got {minimum}")
         if kind == "constant" and (k is not None or c is not None):
-            raise ValueError("kind='constant' takes no k or c; leave them as None.")
+            raise SettingError("kind='constant' takes no k or c; leave them as None.")
         if c is not None and kind != "linear":
-            raise ValueError(f"c is only used by kind='linear', got kind={kind!r}; leave c as None.")
+            raise SettingError(f"c is only used by kind='linear', got kind={kind!r}; leave c as None.")
         if kind == "linear":
             k = 1.0 if k is None else k
             c = 1e-4 if c is None else c
             if not 0.0 < k <= 1.0:
-                raise ValueError(f"kind='linear' needs 0 < k <= 1 (the starting probability), got k={k}")
+                raise SettingError(f"kind='linear' needs 0 < k <= 1 (the starting probability), got k={k}")
             if c < 0.0:
-                raise ValueError(f"kind='linear' needs c >= 0 (the decrease per step), got c={c}")
+                raise SettingError(f"kind='linear' needs c >= 0 (the decrease per step), got c={c}")
         elif kind == "exponential":
             k = 0.9999 if k is None else k
             if not 0.0 < k < 1.0:
-                raise ValueError(f"kind='exponential' needs 0 < k < 1 (the decay per step), got k={k}")
+                raise SettingError(f"kind='exponential' needs 0 < k < 1 (the decay per step), got k={k}")
         elif kind == "inverse_sigmoid":
             k = 1000.0 if k is None else k
             if k < 1.0:
-                raise ValueError(f"kind='inverse_sigmoid' needs k >= 1 (larger k decays later), got k={k}")
+                raise SettingError(f"kind='inverse_sigmoid' needs k >= 1 (larger k decays later), got k={k}")
         self.kind = kind
         self.k = k
         self.c = c

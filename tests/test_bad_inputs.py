@@ -194,6 +194,19 @@ def _lm_tokenizer_mismatch(tmp: Path) -> Callable[[], Any]:
     return build
 
 
+def _predict_file_other_features(tmp: Path) -> Callable[[], Any]:
+    """Training on columns f1, f2; the file to label has f1, f9 (issue 21: it used to be labelled anyway)."""
+    train = write_csv(tmp / "train.csv", labelled_frame().rename(columns={"x": "f1", "y": "f2"}))
+    other = labelled_frame(3, seed=1).drop(columns="label").rename(columns={"x": "f1", "y": "f9"})
+
+    def build() -> None:
+        module = SequenceClassificationDataModule(dataset="long_format", train_path=str(train),
+                                                  predict_path=str(write_csv(tmp / "new.csv", other)))
+        module.setup("predict")
+
+    return build
+
+
 CATALOGUE: dict[str, BadInput] = {
     # -- classification, user CSV/TSV/Parquet ------------------------------------------------------------------
     "csv-empty-file": BadInput(
@@ -281,6 +294,16 @@ CATALOGUE: dict[str, BadInput] = {
         lambda tmp: classifier(_text(tmp / "data.pq", b"")),
         DataError, r"data\.pq: not a readable Parquet file.*Fix: write it again with DataFrame\.to_parquet",
     ),
+    "predict-file-other-feature-columns": BadInput(
+        _predict_file_other_features,
+        DataError, r"the predict file .*new\.csv has feature columns \['f1', 'f9'\] but the model was trained with "
+                   r"\['f1', 'f2'\] \(missing \['f2'\], not in training \['f9'\]\)\. Fix:",
+    ),
+    "sequence-above-the-default-size-guard": BadInput(
+        lambda tmp: classifier(write_csv(tmp / "data.csv", pd.concat([labelled_frame(), pd.DataFrame(
+            {"entity": "huge", "time": range(10_001), "x": 0.0, "y": 0.0, "label": "p"})]))),
+        DataError, r"1 train sequence\(s\) are longer than data\.max_length=10000 \(e\.g\. 'huge' with 10001 steps\)",
+    ),
     "checkpoint-other-classes": BadInput(
         _classification_state_mismatch,
         CheckpointMismatchError, r"trained with classes \['p', 'q'\] but this run has \['p', 'z'\].*start a new run",
@@ -293,6 +316,16 @@ CATALOGUE: dict[str, BadInput] = {
     "target-inf": BadInput(
         lambda tmp: forecaster(write_csv(tmp / "panel.csv", _spoiled(panel_frame(), 25, "target", float("inf")))),
         DataError, r"'target' is infinite for entity 'e1' at time 2005; replace it with a real value",
+    ),
+    "target-beyond-float32": BadInput(
+        lambda tmp: forecaster(write_csv(tmp / "panel.csv", _spoiled(panel_frame(), 9, "target", 1e308))),
+        DataError, r"'target' is 1e\+308 for entity 'e0' at time 2009, beyond the float32 range .*Fix: rescale",
+    ),
+    "series-of-100000-steps": BadInput(
+        lambda tmp: forecaster(write_csv(tmp / "panel.csv", pd.concat([panel_frame(), pd.DataFrame(
+            {"entity": "long", "time": range(100_000), "target": 1.0 + np.arange(100_000) % 7})]))),
+        DataError, r"train window\(s\) have a context longer than data\.max_context_length=10000 \(e\.g\. entity "
+                   r"'long': 10,001 steps\)\. Fix: set data\.context_length",
     ),
     "duplicate-entity-time-forecasting": BadInput(
         lambda tmp: forecaster(write_csv(tmp / "panel.csv", pd.concat([panel_frame(), panel_frame().iloc[[3]]]))),
@@ -357,6 +390,11 @@ CATALOGUE: dict[str, BadInput] = {
         lambda tmp: g2p(_text(tmp / "words.dict", dictionary_text()), max_source_length=1, too_long="skip"),
         DataError, r"every train word is longer than data\.max_source_length=1; raise it",
     ),
+    "word-of-100000-characters": BadInput(
+        lambda tmp: g2p(_text(tmp / "words.dict", dictionary_text() + "A" * 100_000 + "  K AE1 T\n")),
+        DataError, r"1 train word\(s\) are longer than data\.max_source_length=1000 characters \(e\.g\. "
+                   r"\['a{30}\.\.\. \(100,000 characters\)'\]\)\. Raise max_source_length, or set data\.too_long='skip'",
+    ),
     "checkpoint-other-vocabulary": BadInput(
         _g2p_vocabulary_mismatch,
         CheckpointMismatchError,
@@ -412,7 +450,67 @@ def _cli_dictionary_without_phonemes(tmp: Path) -> list[str]:
             "pronunciation_file", "--data.init_args.train_path", str(path)]
 
 
+def _cli_setting(config: str, key: str, value: str) -> Callable[[Path], list[str]]:
+    """A bundled recipe with one setting spoiled on the command line."""
+    return lambda tmp: ["--config", str(REPO / "configs" / config), f"--{key}", value]
+
+
+def _cli_lm_bptt_zero(tmp: Path) -> list[str]:
+    path = _text(tmp / "corpus.txt", "the cat sat on the mat\n" * 30)
+    return ["--config", str(REPO / "configs/lm_pydoc_char.yaml"), "--data.init_args.corpus", "files",
+            "--data.init_args.paths", f"[{path}]", "--data.init_args.bptt", "0"]
+
+
+def _cli_beam_size_zero(tmp: Path) -> list[str]:
+    path = _text(tmp / "words.dict", dictionary_text())
+    return ["--config", str(REPO / "configs/g2p_cmudict_small.yaml"), "--data.init_args.dataset",
+            "pronunciation_file", "--data.init_args.train_path", str(path), "--model.init_args.beam_size", "0"]
+
+
+def _cli_one_class(tmp: Path) -> list[str]:
+    path = write_csv(tmp / "train.csv", labelled_frame(labels="p"))
+    return ["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--data.init_args.dataset", "long_format",
+            "--data.init_args.train_path", str(path)]
+
+
+def _cli_huge_forecast_value(tmp: Path) -> list[str]:
+    path = write_csv(tmp / "panel.csv", _spoiled(panel_frame(), 9, "target", 1e308))
+    return ["--config", str(REPO / "configs/m1_yearly_gru.yaml"), "--data.init_args.dataset", "long_format",
+            "--data.init_args.path", str(path), "--data.init_args.horizon", "3"]
+
+
+ENCODER = "model.init_args.encoder.init_args"
 CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
+    # -- settings out of range (issue 21): refused when the config is instantiated, before any log folder --------
+    "hidden-size-zero": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.hidden_size", "0"),
+                         r"RNNEncoder hidden_size must be an integer >= 1, got 0\.$"),
+    "hidden-size-negative-forecaster": (
+        _cli_setting("m1_yearly_gru.yaml", "model.init_args.network.init_args.hidden_size", "-4"),
+        r"RNNEncoder hidden_size must be an integer >= 1, got -4\.$"),
+    "num-layers-zero": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.num_layers", "0"),
+                        r"RNNEncoder num_layers must be an integer >= 1, got 0\.$"),
+    "dropout-above-one": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.dropout", "1.5"),
+                          r"RNNEncoder dropout must be in \[0, 1\), got 1\.5"),
+    "val-fraction-above-one": (_cli_setting("japanese_vowels_gru.yaml", "data.init_args.val_fraction", "1.5"),
+                               r"data\.val_fraction must be in \[0, 1\), got 1\.5"),
+    "val-fraction-above-one-forecasting": (_cli_setting("m1_yearly_gru.yaml", "data.init_args.val_fraction", "1.5"),
+                                           r"data\.val_fraction must be in \[0, 1\), got 1\.5"),
+    "lm-bptt-zero": (_cli_lm_bptt_zero, r"data\.bptt must be a positive int, got 0"),
+    "training-file-with-one-class": (_cli_one_class, r"the training split has a single class \('p'\).*at least 2 classes"),
+    "learning-rate-negative": (_cli_setting("japanese_vowels_gru.yaml", "model.init_args.optimizer.init_args.lr", "-0.1"),
+                               r"model\.optimizer: Invalid learning rate: -0\.1 \(optimizer lr must be >= 0"),
+    "warmup-fraction-above-one": (
+        _cli_setting("japanese_vowels_gru.yaml", "model.init_args.lr_scheduler.init_args.warmup_fraction", "2"),
+        r"warmup_fraction must be in \[0, 1\), got 2"),
+    "beam-size-zero": (_cli_beam_size_zero, r"beam_size must be >= 1, got 0"),
+    "hidden-size-not-a-number": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.hidden_size", "big"),
+                                 rf"{ENCODER}\.hidden_size must be an integer, got 'big'\. Fix:"),
+    "cell-unknown": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.cell", "rnn"),
+                     r"unknown cell 'rnn'; use one of \['gru', 'lstm'\]"),
+    "pooling-not-a-choice": (_cli_setting("japanese_vowels_gru.yaml", "model.init_args.pooling", "max"),
+                             r"model\.init_args\.pooling must be one of 'last', 'mean', 'attention', got 'max'"),
+    "forecast-value-beyond-float32": (_cli_huge_forecast_value, r"'target' is 1e\+308 for entity 'e0' .*float32 range"),
+    # -- data --------------------------------------------------------------------------------------------------
     "parquet-not-parquet": (_cli_not_parquet, r"not a readable Parquet file.*Fix:"),
     "feature-nan": (_cli_nan_feature, r"NaN/Inf features.*Impute or drop"),
     "duplicate-entity-time": (_cli_duplicate_time, r"more than once.*Aggregate the duplicates"),
@@ -421,8 +519,9 @@ CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
 }
 
 
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) under `root`: a new empty log folder shows up too."""
+    return {str(path.relative_to(root)): path.read_bytes() if path.is_file() else None for path in sorted(root.rglob("*"))}
 
 
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
@@ -439,7 +538,7 @@ def test_cli_prints_one_error_line_and_keeps_earlier_runs(
         checkpoints.mkdir(parents=True)
         (checkpoints / "last.ckpt").write_bytes(b"an earlier run's weights")
         (earlier / name / "version_0" / "metrics.csv").write_text("epoch,val/loss\n0,1.5\n")
-    before = _snapshot(earlier)
+    before = snapshot(earlier)
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     with pytest.raises(SystemExit) as exit_info:
@@ -451,7 +550,7 @@ def test_cli_prints_one_error_line_and_keeps_earlier_runs(
     assert len(errors) == 1 and errors[0].startswith("seqlit: error: "), output
     assert re.search(message, errors[0]), errors[0]
     assert "Traceback" not in output
-    assert _snapshot(earlier) == before  # nothing earlier was deleted or rewritten, and nothing new was written
+    assert snapshot(earlier) == before  # nothing earlier was deleted or rewritten, and nothing new was written
 
 
 # ---- documented behaviours that are not errors ---------------------------------------------------------------
@@ -511,3 +610,22 @@ def test_too_long_sequences_are_truncated_only_when_asked(tmp_path: Path, policy
         for entity, sequence in zip(split.sequence_ids, split.sequences):
             full = frame[frame["entity"] == entity][["x", "y"]].to_numpy(np.float32)
             np.testing.assert_array_equal(sequence, full[kept] if len(full) > 4 else full)
+
+
+def test_a_byte_order_mark_is_not_text_in_any_reader(tmp_path: Path) -> None:
+    """Issue 21: a UTF-8 BOM at the start of a corpus (or prompt file) became a vocabulary character."""
+    bom = "\ufeff"
+    corpus = _text(tmp_path / "corpus.txt", (bom + "the cat sat on the mat\n" * 30).encode("utf-8"))
+    second = _text(tmp_path / "more.txt", (bom + "a dog ate the hat\n" * 30).encode("utf-8"))
+    prompts = _text(tmp_path / "prompts.txt", (bom + "the cat\nthe mat\n").encode("utf-8"))
+    module = language_model(corpus, second, predict_path=str(prompts))()
+    assert all(bom not in document for document in module.documents)
+    assert bom not in str(module.tokenizer_state)
+    module.setup("predict")
+    assert list(module.datasets["predict"].prompts) == ["the cat", "the mat"]
+    words = _text(tmp_path / "words.dict", (bom + dictionary_text()).encode("utf-8"))
+    assert bom not in "".join(g2p(words)().source_tokens)
+    table = _text(tmp_path / "data.csv", (bom + "entity,time,x,label\na,0,1.0,p\n").encode("utf-8"))
+    from seqlit.data.long_format import read_table
+
+    assert list(read_table(table).columns) == ["entity", "time", "x", "label"]

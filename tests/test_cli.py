@@ -48,14 +48,19 @@ def test_training_logs_grad_padding_and_validation_metrics_to_csv() -> None:
 
 def test_wandb_logger_config_runs_offline_with_our_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
-    SeqlitCLI(
+    cli = SeqlitCLI(
         args=["fit", "--config", str(REPO / "configs/japanese_vowels_gru.yaml"),
               "--config", str(REPO / "configs/loggers/wandb.yaml"), "--trainer.max_epochs", "1",
-              "--test_after_fit", "false", *QUIET]
+              "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps",
+              "1", "--test_after_fit", "false", *QUIET]
     )
     import wandb
+    from lightning.pytorch.loggers import WandbLogger
 
-    wandb.finish()  # a CLI process does this at exit; in-process the run file is flushed here
+    # A CLI process does both at exit. In-process the run is finished and the W&B service process is shut down
+    # (teardown waits for it), so the offline run file is complete and closed before it is read: no race, no sleep.
+    next(logger for logger in cli.trainer.loggers if isinstance(logger, WandbLogger)).experiment.finish()
+    wandb.teardown()
     run_files = list(Path("runs/wandb").glob("offline-run-*/run-*.wandb"))
     assert run_files, "no offline W&B run file was written"
     content = run_files[0].read_bytes()

@@ -9,11 +9,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seqlit"
 
 # layer -> seqlit layers it may import (besides itself); `types`, `errors`, `parts` (building parts from
 # class_path specs) and `padding` (padding statistics: data, callbacks, doctor and audit report the same
-# numbers) are leaves all may use.
-LEAVES = {"types", "errors", "parts", "padding"}
+# numbers) and `validation` (range checks of settings) are leaves all may use.
+LEAVES = {"types", "errors", "parts", "padding", "validation"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
+    "validation": {"errors"},
     "parts": set(),
     "distributed": set(),
     "padding": set(),

@@ -7,7 +7,9 @@ from datetime import timedelta
 from typing import Literal
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import Tensor
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -52,6 +54,13 @@ class BestCheckpoint(ModelCheckpoint):
         if self._filename_given is None and self.monitor is not None:
             self.filename = f"best-epoch{{epoch:03d}}-{self.monitor.replace('/', '_')}{{{self.monitor}:.4f}}"
         super().setup(trainer, pl_module, stage)
+
+    def check_monitor_top_k(self, trainer: pl.Trainer, current: Tensor | None = None) -> bool:
+        """A NaN/Inf score is never a best checkpoint (Lightning keeps the first one it sees, NaN or not, while
+        fewer than `save_top_k` are saved); `last.ckpt` is written as usual."""
+        if current is not None and not bool(torch.isfinite(current)):
+            return False
+        return super().check_monitor_top_k(trainer, current)
 
 
 def task_monitor(pl_module: pl.LightningModule) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""Skips optimizer steps whose loss or gradients are NaN/Inf, and stops after too many in a row."""
+"""Skips optimizer steps whose loss or gradients are NaN/Inf, stops after too many in a row, and stops a run
+whose validation or test metrics are NaN/Inf."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.optim import Optimizer
 
-from seqlit.errors import NonFiniteLossError
+from seqlit.errors import NonFiniteLossError, NonFiniteMetricError
 
 
 class NonFiniteGuard(Callback):
@@ -72,6 +73,13 @@ class NonFiniteGuard(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._report(trainer, pl_module, log=False)
 
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            _stop_on_nonfinite_metrics(trainer, "val/")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _stop_on_nonfinite_metrics(trainer, "test/")
+
     def state_dict(self) -> dict[str, Any]:
         self._read()
         return {"consecutive": self.consecutive, "total_skipped": self.total_skipped}
@@ -120,6 +128,20 @@ class NonFiniteGuard(Callback):
                 "are from good steps and stay intact. Lower the learning rate, check the data for NaN/Inf "
                 "values, or keep gradient clipping on (trainer.gradient_clip_val)."
             )
+
+
+def _stop_on_nonfinite_metrics(trainer: pl.Trainer, prefix: str) -> None:
+    """Raises NonFiniteMetricError naming the `prefix` metrics (val/..., test/...) that are NaN/Inf. It runs before
+    the checkpoint callbacks (Lightning runs those last), so no checkpoint is written for that validation."""
+    bad = {key: float(value) for key, value in trainer.callback_metrics.items()
+           if key.startswith(prefix) and not bool(torch.isfinite(torch.as_tensor(value)).all())}
+    if bad:
+        shown = ", ".join(f"{key}={value}" for key, value in sorted(bad.items()))
+        raise NonFiniteMetricError(
+            f"run stopped at epoch {trainer.current_epoch} (global step {trainer.global_step}): {shown}. The numbers "
+            "overflowed: check the data for huge values (rescale them), or lower the learning rate. Checkpoints "
+            "already written stay intact; none was written for this evaluation."
+        )
 
 
 def _is_logging_step(trainer: pl.Trainer) -> bool:

@@ -4,6 +4,7 @@ interrupted with SIGTERM (schedulers, `kill`) or SIGINT (Ctrl+C)."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import sys
@@ -29,6 +30,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 # Agreed across ranks with one MAX all-reduce, so SIGTERM wins over SIGINT.
 _NO_REQUEST, _SIGINT, _SIGTERM = 0, 1, 2
 _SIGNAL_NAMES = {_SIGINT: "SIGINT", _SIGTERM: "SIGTERM"}
+# AtomicTorchCheckpointIO's temporary files: `.last.ckpt.0123456789ab.tmp`.
+_TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
 
 
 class SafeCheckpointing(Callback):
@@ -100,6 +103,8 @@ class SafeCheckpointing(Callback):
 
     # ---- interruptions ---------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._remove_stale_temporaries(trainer)
         self.saved_path = None
         self._sigint_requests = 0
         self._sigterm_deferred = False
@@ -156,6 +161,18 @@ class SafeCheckpointing(Callback):
         return Path(directory) / self.filename
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def _remove_stale_temporaries(self, trainer: pl.Trainer) -> None:
+        """Temporary files a SIGKILL left mid-write in this run's checkpoint folders (and the resumed
+        checkpoint's): only our own `.<name>.ckpt.<12 hex>.tmp` names are removed, with one line."""
+        folders = {Path(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}
+        folders.add(self.checkpoint_path(trainer).parent)
+        if trainer.ckpt_path and "://" not in str(trainer.ckpt_path):
+            folders.add(Path(trainer.ckpt_path).parent)
+        removed = [path for folder in sorted(folders) for path in remove_stale_temporary_files(folder)]
+        if removed:
+            _announce(f"removed {len(removed)} temporary checkpoint file(s) left by an interrupted write: "
+                      f"{', '.join(str(p) for p in removed[:3])}{' ...' if len(removed) > 3 else ''}")
+
     def _agreement_step(self, trainer: pl.Trainer) -> bool:
         """Whether the ranks agree on a stop at this batch end: always on one process (no collective at all),
         else every `check_every_n_steps` global steps, which every rank reaches together."""
@@ -247,7 +264,8 @@ class AtomicTorchCheckpointIO(TorchCheckpointIO):
     over the target with `os.replace` (atomic on POSIX and Windows), and the directory is fsynced so
     the rename itself survives a power cut. A failed or interrupted save removes its temporary file
     and leaves the previous checkpoint untouched; only a SIGKILL mid-write can leave a `.tmp` behind,
-    which never matches `*.ckpt`. Remote paths (s3://, gs://, ...) keep Lightning's fsspec path.
+    which never matches `*.ckpt`, and `SafeCheckpointing` removes it when the next fit starts in that
+    folder. Remote paths (s3://, gs://, ...) keep Lightning's fsspec path.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
@@ -273,6 +291,17 @@ class AtomicTorchCheckpointIO(TorchCheckpointIO):
     def _dump(self, checkpoint: dict[str, Any], file: IO[bytes]) -> None:
         """Serialises into the open temporary file (streamed: no second in-memory copy of the checkpoint)."""
         torch.save(checkpoint, file)
+
+
+def remove_stale_temporary_files(folder: Path) -> list[Path]:
+    """Removes `AtomicTorchCheckpointIO`'s temporary files (`.<name>.ckpt.<12 hex>.tmp`) from `folder`: one that
+    exists when a run starts was left by a write killed outright (SIGKILL, power cut). Other files are kept."""
+    if not folder.is_dir():
+        return []
+    stale = [path for path in sorted(folder.iterdir()) if _TEMPORARY_NAME.fullmatch(path.name) and path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def install_atomic_checkpoint_io(strategy: Any) -> bool:

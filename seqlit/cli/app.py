@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from seqlit.audit import run_audit
 from seqlit.callbacks.prediction_writer import PredictionWriter
 from seqlit.cli.checkpoints import (
+    check_checkpoint_file,
     describe_model_mismatch,
     newest_last_checkpoint,
     refuse_checkpoint_of_another_model,
@@ -27,7 +29,7 @@ from seqlit.cli.checkpoints import (
 )
 from seqlit.compare import add_compare_arguments, run_compare
 from seqlit.doctor import diagnose
-from seqlit.errors import CheckpointMismatchError
+from seqlit.errors import CheckpointMismatchError, SeqlitError
 
 BASE_CONFIG = Path(__file__).with_name("base.yaml")
 
@@ -145,6 +147,7 @@ class SeqlitCLI(LightningCLI):
         else:
             self.config = parser.parse_args(rewrite_shorthands(sys.argv[1:] if args is None else list(args)))
         self._config_model = self._model_config()
+        check_checkpoint_file(self._subconfig().get("ckpt_path"))
         refuse_checkpoint_of_another_model(self._checkpoint_file(), self._config_model)
 
     # ---- instantiation -----------------------------------------------------------------------------
@@ -231,32 +234,33 @@ class SeqlitCLI(LightningCLI):
             self.datamodule.setup(stage)
 
     def _resolve_last_checkpoint(self) -> None:
-        """`--ckpt_path last` means the newest `last*.ckpt` (or interruption checkpoint) of this run name,
-        across versions: Lightning looks for "last" only in the *new* run's (empty) checkpoint folder."""
+        """`--ckpt_path last` means the newest `last*.ckpt` (or interruption checkpoint) of this config's own
+        experiment (`runs/<name>/version_*/checkpoints/`), across versions: Lightning looks for "last" only in
+        the *new* run's (empty) checkpoint folder. No such checkpoint is an error, not a fresh start."""
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") != "last":
             return
         newest = newest_last_checkpoint(self.trainer)
-        if newest is not None:
-            print(f"seqlit: --ckpt_path last -> {newest}", file=sys.stderr)
-            config["ckpt_path"] = str(newest)
+        print(f"seqlit: --ckpt_path last -> {newest}", file=sys.stderr)
+        check_checkpoint_file(newest)
+        config["ckpt_path"] = str(newest)
 
     # ---- subcommands -------------------------------------------------------------------------------
     def before_fit(self) -> None:
-        self._set_up_data("fit")
         self._resolve_last_checkpoint()
+        self._set_up_data("fit")
 
     def before_validate(self) -> None:
-        self._set_up_data("validate")
         self._resolve_last_checkpoint()
+        self._set_up_data("validate")
 
     def before_test(self) -> None:
-        self._set_up_data("test")
         self._resolve_last_checkpoint()
+        self._set_up_data("test")
 
     def before_predict(self) -> None:
-        self._set_up_data("predict")
         self._resolve_last_checkpoint()
+        self._set_up_data("predict")
         path = self.config["predict"].get("predictions_path")
         if path is None:
             path = str(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.csv")
@@ -297,13 +301,22 @@ class SeqlitCLI(LightningCLI):
 
     def _explaining_checkpoint_mismatch(self, run: Any, kwargs: dict[str, Any]) -> Any:
         """Runs `run(**kwargs)`; a checkpoint whose weights do not fit the model becomes a CheckpointMismatchError
-        (torch reports it as a long "Error(s) in loading state_dict" traceback)."""
+        (torch reports it as a long "Error(s) in loading state_dict" traceback). A run refused during setup
+        (a SeqlitError before anything was logged) leaves no log folder behind."""
+        new_folders: list[Path] = []
+        if self.trainer.is_global_zero:  # the rank that writes the logs (and names the version folder)
+            log_dir = self.trainer.log_dir
+            new_folders = [p for p in (Path(log_dir), Path(log_dir).parent) if log_dir and not p.exists()]
         try:
-            return run(**kwargs)
-        except RuntimeError as error:
-            if "Error(s) in loading state_dict" not in str(error) or not kwargs.get("ckpt_path"):
-                raise
-            raise CheckpointMismatchError(describe_model_mismatch(str(kwargs["ckpt_path"]), self.model)) from None
+            try:
+                return run(**kwargs)
+            except RuntimeError as error:
+                if "Error(s) in loading state_dict" not in str(error) or not kwargs.get("ckpt_path"):
+                    raise
+                raise CheckpointMismatchError(describe_model_mismatch(str(kwargs["ckpt_path"]), self.model)) from None
+        except SeqlitError:
+            remove_set_up_only_folders(new_folders)
+            raise
 
 
 class TimedFitCLI(SeqlitCLI):
@@ -355,6 +368,22 @@ def _share_version_folder(trainer: Trainer) -> None:
         if isinstance(logger, TensorBoardLogger) and logger._version is None:
             if Path(logger.save_dir) == Path(csv.save_dir) and logger.name == csv.name:
                 logger._version = csv.version
+
+
+def remove_set_up_only_folders(folders: list[Path]) -> None:
+    """Removes log folders this run created that hold only what is written at set-up (config.yaml, hparams.yaml,
+    an empty TensorBoard event file, an empty checkpoints/ folder): a refused run is not a run."""
+    for folder in folders:
+        if folder.is_dir() and all(_set_up_file(path) for path in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _set_up_file(path: Path) -> bool:
+    if path.is_dir():
+        return True
+    return path.name in ("config.yaml", "hparams.yaml") or (
+        path.name.startswith("events.out.tfevents.") and path.stat().st_size < 1024
+    )
 
 
 def _short_description(method: Any) -> str:

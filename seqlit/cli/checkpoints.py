@@ -3,7 +3,9 @@ and find `--ckpt_path last`."""
 
 from __future__ import annotations
 
+import glob
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,29 @@ from seqlit.callbacks.safe_checkpointing import SafeCheckpointing
 from seqlit.errors import CheckpointMismatchError, SeqlitError
 
 
-def load_hyperparameters(path: Path) -> dict[str, Any]:
-    """The checkpoint's stored hyperparameters, loaded safely (weights_only; pickled objects are refused)."""
+# `--ckpt_path` values Lightning resolves itself rather than reading a file.
+SPECIAL_CHECKPOINTS = frozenset({"best", "last", "hpc", "registry"})
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The one way seqlit opens a checkpoint file: `torch.load(weights_only=True)`, with every unreadable or
+    foreign file (missing, a folder, empty, truncated, text, a plain pickle, pickled objects, not a dict)
+    turned into one SeqlitError line that names the file and what to do."""
+    path = Path(path)
+    fix = "Fix: pass a .ckpt file written by seqlit fit (runs/<name>/version_N/checkpoints/), or --ckpt_path last."
+    if not path.exists():
+        raise SeqlitError(f"the checkpoint {path} does not exist. {fix}")
+    if path.is_dir():
+        raise SeqlitError(f"the checkpoint {path} is a folder, not a file. {fix}")
+    if path.stat().st_size == 0:
+        raise SeqlitError(f"the checkpoint {path} is empty (0 bytes), e.g. a write that was cut off. {fix}")
+    if not zipfile.is_zipfile(path):
+        raise SeqlitError(
+            f"the checkpoint {path} is not a PyTorch checkpoint (torch.save's zip format): it is truncated, or "
+            f"another kind of file ({_first_bytes(path)}). {fix}"
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
         first_line = str(error).strip().splitlines()[0]
         raise SeqlitError(
@@ -26,6 +47,34 @@ def load_hyperparameters(path: Path) -> dict[str, Any]:
             f"(torch.load with weights_only=True: {first_line}). seqlit writes plain-data checkpoints; load a "
             "file from elsewhere only if you trust it (torch.load(..., weights_only=False) in Python)."
         ) from None
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        reason = " ".join(str(error).split())[:160]
+        raise SeqlitError(f"the checkpoint {path} is damaged or truncated and cannot be read ({reason}). {fix}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise SeqlitError(f"the checkpoint {path} is a PyTorch file but not a Lightning checkpoint (no state_dict). {fix}")
+    return checkpoint
+
+
+def check_checkpoint_file(path: str | Path | None) -> None:
+    """Refuses an unreadable `--ckpt_path` file up front; names Lightning resolves itself and URLs pass."""
+    if path is None or str(path) in SPECIAL_CHECKPOINTS or "://" in str(path):
+        return
+    read_checkpoint(path)
+
+
+def load_hyperparameters(path: Path) -> dict[str, Any]:
+    """The checkpoint's stored hyperparameters, loaded safely (see `read_checkpoint`)."""
+    return read_checkpoint(path).get("hyper_parameters") or {}
+
+
+def _first_bytes(path: Path) -> str:
+    with path.open("rb") as file:
+        head = file.read(8)
+    if head.startswith(b"PK"):
+        return "a zip archive cut off before its end"
+    if head[:1] == b"\x80":
+        return "a plain pickle, or an old-format torch.save file"
+    return f"it starts with {head!r}"
 
 
 def refuse_checkpoint_of_another_model(path: Path | None, config_model: dict[str, Any] | None) -> None:
@@ -75,22 +124,44 @@ def flatten_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, An
     return flat
 
 
-def newest_last_checkpoint(trainer: Trainer) -> Path | None:
-    """The newest `last*.ckpt`, interruption or rolling checkpoint under the run's logger folders (every version)."""
-    roots = [Path(logger.root_dir) for logger in trainer.loggers if getattr(logger, "root_dir", None)]
-    roots.append(Path(trainer.default_root_dir))
+def newest_last_checkpoint(trainer: Trainer) -> Path:
+    """The newest `last*.ckpt`, interruption or rolling checkpoint of this config's own experiment: the first
+    logger's `<save_dir>/<name>/version_*/checkpoints/` (where Lightning puts checkpoints), plus any
+    `dirpath` a checkpoint callback was given. Other experiments in the same `runs/` are never looked at.
+    Raises SeqlitError, naming the folders searched, when there is none."""
+    folders = experiment_checkpoint_folders(trainer)
     patterns = ["last*.ckpt"]
     patterns += [c.filename for c in trainer.callbacks if isinstance(c, SafeCheckpointing)]
     # a mid-epoch checkpoint under a fixed name (the base's rolling.ckpt) can be newer than last.ckpt
     patterns += [f"{c.filename}.ckpt" for c in trainer.callbacks
                  if isinstance(c, ModelCheckpoint) and c.filename and "{" not in c.filename]
-    found = [
-        path
-        for root in roots if root.exists()
-        for pattern in patterns
-        for path in root.glob(f"**/checkpoints/{pattern}")
-    ]
-    return max(found, key=lambda path: path.stat().st_mtime) if found else None
+    found = {Path(path) for folder in folders for pattern in patterns for path in glob.glob(f"{folder}/{pattern}")}
+    found = {path for path in found if path.is_file()}
+    if not found:
+        raise SeqlitError(
+            f"--ckpt_path last: no checkpoint ({', '.join(dict.fromkeys(patterns))}) in "
+            f"{' or '.join(folders)}. Fix: train this config first (seqlit fit), give the --run_name of the run "
+            "to continue, or pass --ckpt_path <file>."
+        )
+    return max(found, key=lambda path: (path.stat().st_mtime, str(path)))
+
+
+def experiment_checkpoint_folders(trainer: Trainer) -> list[str]:
+    """Glob patterns of the folders holding this experiment's checkpoints, every version included."""
+    if trainer.loggers:
+        first = trainer.loggers[0]
+        save_dir = first.save_dir if first.save_dir is not None else trainer.default_root_dir
+        folders = [f"{_glob_safe(Path(save_dir) / str(first.name))}/*/checkpoints"]
+    else:
+        folders = [f"{_glob_safe(Path(trainer.default_root_dir))}/checkpoints"]
+    # before `fit` starts, a ModelCheckpoint's dirpath is set only when the config gave one
+    given = [c.dirpath for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.dirpath is not None]
+    return list(dict.fromkeys([*folders, *(_glob_safe(Path(str(d))) for d in given)]))
+
+
+def _glob_safe(path: Path) -> str:
+    """`path` with glob metacharacters escaped, relative paths kept relative (to the working directory)."""
+    return glob.escape(str(path))
 
 
 def other_class(saved_class: str, built_class: str) -> str:
@@ -101,7 +172,7 @@ def other_class(saved_class: str, built_class: str) -> str:
 
 def describe_model_mismatch(checkpoint_path: str, model: torch.nn.Module) -> str:
     """What differs between a checkpoint and the model a config builds: class, settings, weights; and the fix."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    checkpoint = read_checkpoint(checkpoint_path)
     saved = flatten_settings(dict(checkpoint.get("hyper_parameters") or {}))
     current = flatten_settings(dict(getattr(model, "hparams", {})))
     this_class = f"{type(model).__module__}.{type(model).__qualname__}"

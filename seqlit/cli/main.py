@@ -49,6 +49,14 @@ def main(args: list[str] | None = None) -> None:
     except FileNotFoundError as error:
         print(f"seqlit: error: {prefix}file not found: {error.filename or error}", file=sys.stderr)
         raise SystemExit(data_error_code) from None
+    except (ValueError, TypeError, RuntimeError) as error:
+        # jsonargparse reports a constructor's error inside its own multi-line "Does not validate" message;
+        # the user's error is the one it was raised from.
+        cause = seqlit_error_in_chain(error)
+        if cause is None:
+            raise
+        print(f"seqlit: error: {prefix}{_one_line(str(cause))}", file=sys.stderr)
+        raise SystemExit(data_error_code) from None
     if cli.exit_code:
         raise SystemExit(cli.exit_code)
 
@@ -72,6 +80,18 @@ def quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def seqlit_error_in_chain(error: BaseException) -> SeqlitError | None:
+    """The first SeqlitError among `error` and the exceptions it was raised from (cause or context)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SeqlitError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -86,7 +106,7 @@ def _explain_argument_error(message: str) -> str:
     for a setting that belongs to one of a task's parts (e.g. `hidden_size` of its encoder), the full key."""
     option_match = re.search(r"Option '(\w+)' is not accepted", message)
     if option_match is None:
-        return message.strip()
+        return _explain_invalid_value(message) or _one_line(message)
     option = option_match.group(1)
     inner = re.search(r"Got value: Namespace\(class_path='([\w.]+)'", message)
     outer = re.findall(r"class_path '([\w.]+)'", message)
@@ -106,6 +126,29 @@ def _explain_argument_error(message: str) -> str:
                     f"--model.init_args.{owner}.init_args.{option} (in YAML: model: init_args: {owner}: init_args: "
                     f"{option}: ...).")
     return f"{cls.__name__}{where} has no option {option!r}.{hint} Valid options: {', '.join(valid)}."
+
+
+def _explain_invalid_value(message: str) -> str | None:
+    """jsonargparse's nested 'Parser key "model": Does not validate against any of the Union subtypes ...' for a
+    value of the wrong type or outside a Literal, as one line naming the full key, the value and what is valid:
+    `model.init_args.encoder.init_args.hidden_size must be an integer, got 'big'`."""
+    keys = re.findall(r'Parser key "([\w.]+)"', message)
+    expected = [(kind, value) for kind, value in re.findall(r"Expected an? (.+?)(?:\. Got value: (.*?))?(?:\. Got value:|$)",
+                                                           message, re.M) if "NoneType" not in kind]
+    if not keys or not expected:
+        return None
+    kind, value = expected[-1]
+    if not value:
+        given = re.search(r"^\s*Given value: (.*)$", message, re.M)
+        value = given.group(1) if given else "?"
+    literal = re.fullmatch(r"typing\.Literal\[(.*)\]", kind)
+    what = f"one of {literal.group(1)}" if literal else _TYPE_WORDS.get(kind, kind)
+    return (f"{'.init_args.'.join(keys)} must be {what}, got {value!r}. Fix: correct that value in the config file "
+            "or on the command line.")
+
+
+_TYPE_WORDS = {"<class 'int'>": "an integer", "<class 'float'>": "a number", "<class 'bool'>": "true or false",
+               "<class 'str'>": "a string"}
 
 
 def _import_class(class_path: str) -> type | None:

@@ -11,6 +11,7 @@ from seqlit.data.forecasting import Windows
 from seqlit.data.normalise import FeatureNormalizer
 from seqlit.data.scaling import CovariateNormalizer, WindowScaler, in_sample_scale
 from seqlit.data.sources import SequenceRecords, SeriesPanel
+from seqlit.errors import DataError
 from seqlit.types import IGNORE_INDEX
 
 
@@ -81,6 +82,7 @@ class ForecastWindowDataset(Dataset[ForecastSample]):
             in_sample_scale(panel.values[s][:cut], panel.observed[s][:cut], seasonality)
             for s, cut in zip(windows.series.tolist(), windows.cut.tolist())
         ])  # (N,)
+        self._check_scaled_range()
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -113,6 +115,22 @@ class ForecastWindowDataset(Dataset[ForecastSample]):
             scale=scale,
             mase_scale=float(self.mase_scale[index]),
         )
+
+    def _check_scaled_range(self) -> None:
+        """Every window's scaled values must fit float32 (a finite scale, a bounded ratio); otherwise the loss and
+        the metrics would silently be NaN for the whole run."""
+        limit = float(np.finfo(np.float32).max)
+        peak = np.array([np.abs(self.panel.values[s]).max(initial=0.0) for s in self.windows.series.tolist()])  # (N,)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            bound = (peak + np.abs(self.location)) / self.scale  # (N,) largest scaled magnitude of each window
+        bad = np.flatnonzero(~(np.isfinite(self.location) & np.isfinite(self.scale) & (self.scale > 0)
+                               & np.isfinite(bound) & (bound < limit)))
+        if bad.shape[0]:
+            raise DataError(
+                f"{bad.shape[0]} window(s) overflow float32 after scaling (e.g. {self.item_id(int(bad[0]))}: location "
+                f"{self.location[bad[0]]:.3g}, scale {self.scale[bad[0]]:.3g}); the values are too large or too far "
+                "apart. Fix: rescale the target column (e.g. take logs) or correct the outliers."
+            )
 
     def item_id(self, index: int) -> str:
         """`entity@origin`: the series and the time of its first forecast step (or `end` past the data)."""

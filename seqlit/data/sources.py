@@ -16,6 +16,8 @@ import numpy as np
 from seqlit.data.long_format import python_value, read_long_format, read_table, require_data_file
 from seqlit.errors import DataError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # values beyond it overflow to inf in the model
+
 
 @dataclass
 class SequenceRecords:
@@ -319,6 +321,13 @@ def _check_series_values(
             f"{source}: {target_column!r} is infinite for {at(int(infinite[0]))}; replace it with a real value "
             "(or NaN with data.missing: mask)."
         )
+    huge = np.flatnonzero(np.abs(np.nan_to_num(target)) > FLOAT32_MAX)
+    if huge.shape[0]:
+        raise DataError(
+            f"{source}: {target_column!r} is {target[int(huge[0])]:.3g} for {at(int(huge[0]))}, beyond the float32 "
+            f"range (about ±{FLOAT32_MAX:.2g}) the model computes in ({huge.shape[0]} such value(s) in this series). "
+            "Fix: rescale the column (e.g. divide by a power of ten or take logs) or correct the value."
+        )
     nan = np.flatnonzero(np.isnan(target))
     if nan.shape[0] and missing == "error":
         raise DataError(
@@ -326,12 +335,14 @@ def _check_series_values(
             "series). Fix: impute or drop those rows, or set data.missing: mask to leave missing targets out of "
             "the loss and the metrics."
         )
-    bad_covariates = np.argwhere(~np.isfinite(covariates))
+    bad_covariates = np.argwhere(~np.isfinite(covariates) | (np.abs(np.nan_to_num(covariates)) > FLOAT32_MAX))
     if bad_covariates.shape[0]:
         step, column = (int(v) for v in bad_covariates[0])
         raise DataError(
-            f"{source}: covariate {covariate_names[column]!r} is NaN/Inf for {at(step)}; covariates must be "
-            "complete. Impute them (e.g. forward fill) before training."
+            f"{source}: covariate {covariate_names[column]!r} is "
+            f"{'NaN/Inf' if not np.isfinite(covariates[step, column]) else f'{covariates[step, column]:.3g}'} for "
+            f"{at(step)}; covariates must be complete, finite numbers within float32 (about ±{FLOAT32_MAX:.2g}). "
+            "Impute them (e.g. forward fill) or rescale them before training."
         )
 
 

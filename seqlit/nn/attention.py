@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from seqlit.errors import SettingError
+
 AttentionKind = Literal["dot", "general", "additive"]
 ATTENTION_KINDS: tuple[str, ...] = ("dot", "general", "additive")
 
@@ -33,18 +35,18 @@ class Attention(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in ATTENTION_KINDS:
-            raise ValueError(f"unknown attention kind {kind!r}; choose one of {', '.join(map(repr, ATTENTION_KINDS))}.")
+            raise SettingError(f"unknown attention kind {kind!r}; choose one of {', '.join(map(repr, ATTENTION_KINDS))}.")
         if query_size < 1 or key_size < 1:
-            raise ValueError(f"query_size and key_size must be >= 1, got {query_size} and {key_size}")
+            raise SettingError(f"query_size and key_size must be >= 1, got {query_size} and {key_size}")
         if kind == "dot" and query_size != key_size:
-            raise ValueError(
+            raise SettingError(
                 f"kind='dot' needs query_size == key_size, got {query_size} and {key_size}; "
                 "use kind='general' or 'additive' for different sizes."
             )
         if attention_size is not None and kind != "additive":
-            raise ValueError(f"attention_size is only used by kind='additive', got kind={kind!r}; leave it as None.")
+            raise SettingError(f"attention_size is only used by kind='additive', got kind={kind!r}; leave it as None.")
         if attention_size is not None and attention_size < 1:
-            raise ValueError(f"attention_size must be >= 1, got {attention_size}")
+            raise SettingError(f"attention_size must be >= 1, got {attention_size}")
         self.kind = kind
         self.query_size = query_size
         self.key_size = key_size

@@ -14,6 +14,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
+from seqlit.errors import SettingError
 from seqlit.nn.segmented import SegmentRunner, State
 
 CellFactory = Callable[[int, int], nn.Module]
@@ -32,20 +33,20 @@ def resolve_cell(cell: CellSpec | dict[str, Any]) -> str | CellFactory:
         if cell in BUILTIN_CELLS:
             return cell
         if "." not in cell:
-            raise ValueError(
+            raise SettingError(
                 f"unknown cell {cell!r}; use one of {list(BUILTIN_CELLS)} or the import path of a cell class "
                 "(e.g. my_cells.IndRNNCell; see seqlit.nn.protocol for what a cell must provide)."
             )
         return _import(cell)
     if isinstance(cell, dict):
         if "class_path" not in cell:
-            raise ValueError(f"a cell spec needs a class_path, got {cell!r}.")
+            raise SettingError(f"a cell spec needs a class_path, got {cell!r}.")
         factory = _import(cell["class_path"])
         init_args = dict(cell.get("init_args") or {})
         return lambda input_size, hidden_size: factory(input_size, hidden_size, **init_args)
     if callable(cell):
         return cell
-    raise ValueError(f"cell must be a name, an import path or a cell class, got {type(cell).__name__}.")
+    raise SettingError(f"cell must be a name, an import path or a cell class, got {type(cell).__name__}.")
 
 
 def make_cell(factory: CellFactory, input_size: int, hidden_size: int) -> nn.Module:
@@ -108,7 +109,7 @@ def _import(path: str) -> Any:
     try:
         return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise ValueError(
+        raise SettingError(
             f"cannot import the cell {path!r} ({error}); check the module is on the Python path (run from its "
             "folder or install it) and the class name is spelled right."
         ) from None

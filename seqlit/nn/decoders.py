@@ -13,14 +13,17 @@ from typing import Literal, Union
 import torch
 from torch import Tensor, nn
 
+from seqlit.errors import SettingError
 from seqlit.nn.attention import ATTENTION_KINDS, Attention, AttentionKind
 from seqlit.nn.cell_layer import CellSpec
 from seqlit.nn.device import to_device_async
+from seqlit.nn.dropout import check_probability
 from seqlit.nn.encoders import RNNEncoder
 from seqlit.nn.init import init_embedding_, init_linear_
 from seqlit.nn.protocol import State
 from seqlit.parts import build
 from seqlit.types import BOS_ID, EOS_ID, PAD_ID
+from seqlit.validation import require_int_at_least
 
 # (query_size, key_size) -> a module with project_keys(keys) and forward(query, keys, mask, projected_keys=)
 AttentionFactory = Callable[[int, int], nn.Module]
@@ -38,7 +41,7 @@ def teacher_forcing_coins(
     2015 flip per token, not per sequence). Step 0 is always forced; coins are drawn on the CPU so a seeded
     generator gives the same draws on every device."""
     if not 0.0 <= teacher_forcing_prob <= 1.0:
-        raise ValueError(f"teacher_forcing_prob must be in [0, 1], got {teacher_forcing_prob}")
+        raise SettingError(f"teacher_forcing_prob must be in [0, 1], got {teacher_forcing_prob}")
     if teacher_forcing_prob >= 1.0 or shape[1] <= 1:
         return torch.ones(shape, dtype=torch.bool, device=device)
     forced = (torch.rand(shape, generator=generator, device="cpu") < teacher_forcing_prob).to(device)  # (B, T)
@@ -131,7 +134,10 @@ class AttentionDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if vocab_size <= EOS_ID:
-            raise ValueError(f"vocab_size must include the special tokens (> {EOS_ID}), got {vocab_size}")
+            raise SettingError(f"vocab_size must include the special tokens (> {EOS_ID}), got {vocab_size}")
+        for name, value in (("embedding_size", embedding_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            require_int_at_least(f"AttentionDecoder {name}", value, 1)
+        check_probability("AttentionDecoder dropout", dropout)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -144,7 +150,7 @@ class AttentionDecoder(nn.Module):
         self.bridges = nn.ModuleList(nn.Linear(encoder_state_size, num_layers * size) for size in self.rnn.state_sizes)
         if isinstance(attention, str):
             if attention not in ATTENTION_KINDS:
-                raise ValueError(f"unknown attention {attention!r}; choose one of {list(ATTENTION_KINDS)} or a class.")
+                raise SettingError(f"unknown attention {attention!r}; choose one of {list(ATTENTION_KINDS)} or a class.")
             self.attention: nn.Module = Attention(hidden_size, encoder_size, kind=attention)
         else:
             self.attention = build(attention, hidden_size, encoder_size, what="attention")
@@ -200,7 +206,7 @@ class AttentionDecoder(nn.Module):
         (`argmax`, or drawn from its softmax with `sample`). The first input is always BOS.
         """
         if not 0.0 <= teacher_forcing_prob <= 1.0:
-            raise ValueError(f"teacher_forcing_prob must be in [0, 1], got {teacher_forcing_prob}")
+            raise SettingError(f"teacher_forcing_prob must be in [0, 1], got {teacher_forcing_prob}")
         if teacher_forcing_prob >= 1.0 and not self.input_feeding:
             return self._teacher_forced(target_inputs, state, memory)
         steps = target_inputs.shape[1]
@@ -286,7 +292,7 @@ class AttentionDecoder(nn.Module):
         score. With beam_size 1 this is exactly greedy decoding.
         """
         if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+            raise SettingError(f"beam_size must be >= 1, got {beam_size}")
         batch = memory.mask.shape[0]
         device = memory.mask.device
         beams = beam_size
@@ -347,7 +353,7 @@ def _predict(logits: Tensor, sampling: SamplingMode, generator: torch.Generator 
         if generator is not None and generator.device != probabilities.device:
             return torch.multinomial(probabilities.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
         return torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
-    raise ValueError(f"unknown sampling {sampling!r}; choose 'argmax' or 'sample'.")
+    raise SettingError(f"unknown sampling {sampling!r}; choose 'argmax' or 'sample'.")
 
 
 def _lengths_before_eos(tokens: Tensor) -> Tensor:

@@ -13,13 +13,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from seqlit.errors import SettingError
+
 __all__ = ["EmbeddingDropout", "LockedDropout", "WeightDrop", "check_probability"]
 
 
 def check_probability(name: str, p: float) -> None:
     """Rejects dropout rates outside [0, 1) (1 would zero everything and divide by zero)."""
     if not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {p}; use 0 to disable it (typical values are 0.1-0.5).")
+        raise SettingError(f"{name} must be in [0, 1), got {p}; use 0 to disable it (typical values are 0.1-0.5).")
 
 
 class LockedDropout(nn.Module):

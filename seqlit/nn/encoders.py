@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, _VF, nn
 
+from seqlit.errors import SettingError
 from seqlit.nn.cell_layer import BUILTIN_CELLS, CellSpec, cell_runner, cell_state_sizes, make_cell, resolve_cell
 from seqlit.nn.device import to_device_async
 from seqlit.nn.dropout import check_probability
@@ -28,6 +29,7 @@ from seqlit.nn.layer_norm import LAYER_NORM_CLASSES
 from seqlit.nn.protocol import EncoderOutput, State, zero_state
 from seqlit.nn.segmented import SegmentRunner, fused_runner, run_segmented
 from seqlit.parts import factory_class
+from seqlit.validation import require_int_at_least
 
 RNN_CLASSES: dict[str, type[nn.GRU] | type[nn.LSTM]] = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -53,12 +55,10 @@ class RNNEncoder(nn.Module):
         weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        if input_size < 1 or hidden_size < 1 or num_layers < 1:
-            raise ValueError(
-                f"input_size, hidden_size and num_layers must be >= 1, got {input_size}, {hidden_size} and {num_layers}."
-            )
-        check_probability("dropout", dropout)
-        check_probability("weight_drop", weight_drop)
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            require_int_at_least(f"RNNEncoder {name}", value, 1)
+        check_probability("RNNEncoder dropout", dropout)
+        check_probability("RNNEncoder weight_drop", weight_drop)
         resolved = resolve_cell(cell)
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -79,12 +79,12 @@ class RNNEncoder(nn.Module):
             self._state_sizes = (hidden_size, hidden_size) if resolved == "lstm" else (hidden_size,)
             return
         if layer_norm and not isinstance(resolved, str):
-            raise ValueError(
+            raise SettingError(
                 f"layer_norm applies to the built-in cells {list(BUILTIN_CELLS)}; put layer norm inside your cell "
                 f"{self.cell_name} instead."
             )
         if weight_drop > 0 and not isinstance(resolved, str):
-            raise ValueError(
+            raise SettingError(
                 f"weight_drop applies to the built-in cells {list(BUILTIN_CELLS)}; drop weights inside your cell "
                 f"{self.cell_name} instead (or set weight_drop: 0)."
             )

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from seqlit.errors import SettingError
 from seqlit.nn.cell_layer import CellSpec
 from seqlit.nn.decoders import teacher_forcing_coins
 from seqlit.nn.device import to_device_async
@@ -155,9 +156,9 @@ class BaselineForecaster(nn.Module):
     def __init__(self, kind: BaselineName, horizon: int, seasonality: int = 1) -> None:
         super().__init__()
         if kind not in BASELINES:
-            raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(map(repr, BASELINES))}.")
+            raise SettingError(f"unknown baseline {kind!r}; choose one of {', '.join(map(repr, BASELINES))}.")
         if seasonality < 1:
-            raise ValueError(f"seasonality must be >= 1, got {seasonality}")
+            raise SettingError(f"seasonality must be >= 1, got {seasonality}")
         self.kind = kind
         self.horizon = horizon
         self.seasonality = seasonality

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from seqlit.errors import SettingError
 from seqlit.nn.dropout import check_probability
 from seqlit.nn.init import init_linear_
 
@@ -22,7 +23,7 @@ class ClassificationHead(nn.Module):
         super().__init__()
         check_probability("head dropout", dropout)
         if hidden_size is not None and hidden_size < 1:
-            raise ValueError(f"head hidden_size must be >= 1 or null, got {hidden_size}.")
+            raise SettingError(f"head hidden_size must be >= 1 or null, got {hidden_size}.")
         self.dropout = nn.Dropout(dropout)
         self.hidden = nn.Linear(input_size, hidden_size) if hidden_size else None
         self.output = nn.Linear(hidden_size or input_size, n_classes)

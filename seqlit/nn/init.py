@@ -11,6 +11,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from seqlit.errors import SettingError
+
 EmbeddingInit = Literal["normal", "uniform"]
 EMBEDDING_INITS: tuple[str, ...] = ("normal", "uniform")
 
@@ -52,7 +54,7 @@ def init_embedding_(embedding: nn.Embedding, distribution: EmbeddingInit = "norm
     """Rows with variance 1/E (normal, or uniform in ±sqrt(3/E)), so an embedded token starts with about
     unit norm whatever E is; the padding row is zero."""
     if distribution not in EMBEDDING_INITS:
-        raise ValueError(f"unknown embedding init {distribution!r}; choose one of {list(EMBEDDING_INITS)}.")
+        raise SettingError(f"unknown embedding init {distribution!r}; choose one of {list(EMBEDDING_INITS)}.")
     scale = embedding.embedding_dim**-0.5
     if distribution == "normal":
         nn.init.normal_(embedding.weight, std=scale)

@@ -16,6 +16,7 @@ from seqlit.nn.dropout import EmbeddingDropout, LockedDropout
 from seqlit.nn.encoders import RNNEncoder
 from seqlit.nn.init import EmbeddingInit, init_embedding_
 from seqlit.nn.protocol import State, zero_state
+from seqlit.validation import require_int_at_least
 
 LMState = list[State]  # one state per layer, parts (1, B, H_i): (h,) for a GRU, (h, c) for an LSTM
 
@@ -44,8 +45,8 @@ class RecurrentLanguageModel(nn.Module):
         embedding_init: EmbeddingInit = "uniform",
     ) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}.")
+        for name, value in (("embedding_size", embedding_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            require_int_at_least(f"{type(self).__name__} {name}", value, 1)
         self.embedding = EmbeddingDropout(vocab_size, embedding_size, dropout=embedding_dropout)
         init_embedding_(self.embedding, embedding_init)
         sizes = [embedding_size] + [hidden_size] * (num_layers - 1)

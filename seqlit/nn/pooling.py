@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from seqlit.errors import SettingError
 from seqlit.nn.device import to_device_async
 
 PoolingType = Literal["last", "mean", "attention"]
@@ -22,7 +23,7 @@ class SequencePooling(nn.Module):
     def __init__(self, mode: PoolingType, input_size: int, num_directions: int = 1) -> None:
         super().__init__()
         if mode not in ("last", "mean", "attention"):
-            raise ValueError(f"unknown pooling {mode!r}; choose 'last', 'mean' or 'attention'.")
+            raise SettingError(f"unknown pooling {mode!r}; choose 'last', 'mean' or 'attention'.")
         if input_size % num_directions:
             raise ValueError(f"input_size {input_size} is not divisible by num_directions {num_directions}")
         self.mode = mode

@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 
 from seqlit.parts import describe
 from seqlit.tasks.accumulation import EffectiveBatchNormalizer
-from seqlit.tasks.optim import configure_optimization
+from seqlit.tasks.optim import check_optimization, configure_optimization
 
 
 class SeqlitTask(pl.LightningModule):
@@ -33,6 +33,7 @@ class SeqlitTask(pl.LightningModule):
 
     def __init__(self, optimizer: Any, lr_scheduler: Any | None) -> None:
         super().__init__()
+        check_optimization(optimizer, lr_scheduler, self.monitor)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.step_normalizer = EffectiveBatchNormalizer()

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from seqlit.errors import check_checkpoint_matches
+from seqlit.errors import SettingError, check_checkpoint_matches
 from seqlit.metrics.mean import MeanPerTarget
 from seqlit.nn.pooling import PoolingType, SequencePooling
 from seqlit.nn.protocol import check_recurrent_layer
@@ -57,7 +57,7 @@ class SequenceClassifier(SeqlitTask):
         if class_names is not None and len(class_names) != n_classes:
             raise ValueError(f"class_names has {len(class_names)} names for n_classes={n_classes}")
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+            raise SettingError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
         self.save_plain_hyperparameters()
         self.encoder = check_recurrent_layer(build(encoder, n_features, what="encoder"), "SequenceClassifier.encoder")
         directions = 2 if self.encoder.bidirectional else 1

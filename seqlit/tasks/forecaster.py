@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from seqlit.errors import SeqlitError, check_checkpoint_matches
+from seqlit.errors import SeqlitError, SettingError, check_checkpoint_matches
 from seqlit.metrics.forecasting import MeanAbsoluteScaledError, SymmetricMAPE
 from seqlit.metrics.mean import MeanPerTarget
 from seqlit.nn.forecasting import BASELINES, BaselineForecaster, BaselineName
@@ -63,24 +63,24 @@ class Forecaster(SeqlitTask):
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         if loss not in ("l1", "mse", "quantile"):
-            raise ValueError(f"unknown loss {loss!r}; choose 'l1', 'mse' or 'quantile'.")
+            raise SettingError(f"unknown loss {loss!r}; choose 'l1', 'mse' or 'quantile'.")
         if loss == "quantile":
             quantiles = sorted(quantiles or [0.1, 0.5, 0.9])
             if 0.5 not in quantiles or not all(0.0 < q < 1.0 for q in quantiles):
-                raise ValueError(f"quantiles must lie in (0, 1) and include 0.5 (the point forecast), got {quantiles}")
+                raise SettingError(f"quantiles must lie in (0, 1) and include 0.5 (the point forecast), got {quantiles}")
         elif quantiles is not None:
-            raise ValueError(f"quantiles are only used with loss: quantile (got loss={loss!r}); drop them.")
+            raise SettingError(f"quantiles are only used with loss: quantile (got loss={loss!r}); drop them.")
         if horizon < 1 or seasonality < 1:
-            raise ValueError(f"horizon and seasonality must be >= 1, got {horizon} and {seasonality}.")
+            raise SettingError(f"horizon and seasonality must be >= 1, got {horizon} and {seasonality}.")
         self.save_plain_hyperparameters()
         self.quantiles = quantiles or [0.5]
         self.point_index = self.quantiles.index(0.5)
         if isinstance(network, str) and network in BASELINES:
             if loss == "quantile":
-                raise ValueError(f"the {network} baseline gives point forecasts only; use loss: l1 with it.")
+                raise SettingError(f"the {network} baseline gives point forecasts only; use loss: l1 with it.")
             self.network: nn.Module = BaselineForecaster(network, horizon, seasonality)  # type: ignore[arg-type]
         elif isinstance(network, str) and "." not in network:
-            raise ValueError(
+            raise SettingError(
                 f"unknown network {network!r}; use a class such as seqlit.nn.DirectForecaster or one of the "
                 f"baselines {list(BASELINES)}."
             )

@@ -23,7 +23,7 @@ from torchmetrics import MetricCollection
 
 from seqlit.data.tokenizers import TextTokenizer, tokenizer_from_state_dict
 from seqlit.distributed import gather_from_every_rank
-from seqlit.errors import CheckpointMismatchError, check_checkpoint_matches
+from seqlit.errors import CheckpointMismatchError, SettingError, check_checkpoint_matches
 from seqlit.metrics.language import BitsPerCharacter, Perplexity, TokenNLL
 from seqlit.nn.init import EmbeddingCoverage, load_pretrained_embeddings_
 from seqlit.nn.language_model import LMState, detach_state, state_batch_size
@@ -81,11 +81,11 @@ class LanguageModel(SeqlitTask):
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
+            raise SettingError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
         if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be a positive int or null, got {top_k}.")
+            raise SettingError(f"top_k must be a positive int or null, got {top_k}.")
         if sample_length < 0:
-            raise ValueError(f"sample_length must be >= 0, got {sample_length}.")
+            raise SettingError(f"sample_length must be >= 0, got {sample_length}.")
         self.save_plain_hyperparameters()
         self.text_tokenizer: TextTokenizer = tokenizer_from_state_dict(tokenizer)
         self.net = build(network, len(self.text_tokenizer), what="network")

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from seqlit.errors import SettingError
 from seqlit.parts import factory_class, resolve
 
 
@@ -84,6 +85,32 @@ def configure_optimization(
             )
         config["monitor"] = metric
     return {"optimizer": built, "lr_scheduler": config}
+
+
+def check_optimization(optimizer: Any, lr_scheduler: Any | None, monitor: tuple[str, str]) -> None:
+    """Builds the optimizer and schedule once on a one-parameter stand-in, so a bad setting (`lr: -0.1`, an
+    out-of-range `warmup_fraction`) is refused when the task is built, before any log folder exists, instead
+    of when training starts."""
+    stand_in = nn.Linear(1, 1)
+    for key, settings in (("model.optimizer", (optimizer, None)), ("model.lr_scheduler", (optimizer, lr_scheduler))):
+        try:
+            configure_optimization(stand_in, *settings, total_steps=100, monitor=monitor)
+        except SettingError:
+            raise
+        except ValueError as error:
+            message = " ".join(str(error).split())
+            valid = next((v for words, v in _TORCH_RANGES.items() if message.startswith(words)), None)
+            raise SettingError(f"{key}: {message}{f' ({valid})' if valid else ''}") from None
+
+
+# torch.optim's messages for out-of-range settings -> the valid range, for the one-line error.
+_TORCH_RANGES = {
+    "Invalid learning rate": "optimizer lr must be >= 0; typical values are 1e-4 to 1e-2",
+    "Invalid epsilon value": "optimizer eps must be >= 0",
+    "Invalid beta parameter": "optimizer betas must each be in [0, 1)",
+    "Invalid weight_decay value": "optimizer weight_decay must be >= 0",
+    "Invalid momentum value": "optimizer momentum must be >= 0",
+}
 
 
 def _fused_unset(factory: Any) -> bool:

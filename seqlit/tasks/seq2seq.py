@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.text import Perplexity
 
-from seqlit.errors import check_checkpoint_matches
+from seqlit.errors import SettingError, check_checkpoint_matches
 from seqlit.metrics.error_rates import PhonemeErrorRate, WordErrorRate
 from seqlit.metrics.mean import MeanPerTarget
 from seqlit.nn.decoders import DecoderOutput, DecoderState, Hypotheses, Memory, SamplingMode
@@ -104,9 +104,9 @@ class Seq2SeqModel(SeqlitTask):
             if list(tokens[: len(SPECIAL_TOKENS)]) != list(SPECIAL_TOKENS):
                 raise ValueError(f"{name} must start with the special tokens {SPECIAL_TOKENS}, got {list(tokens[:4])}")
         if val_decoding not in ("greedy", "beam"):
-            raise ValueError(f"val_decoding must be 'greedy' or 'beam', got {val_decoding!r}")
+            raise SettingError(f"val_decoding must be 'greedy' or 'beam', got {val_decoding!r}")
         if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}.")
+            raise SettingError(f"beam_size must be >= 1, got {beam_size}.")
         self.save_plain_hyperparameters()
         self.teacher_forcing = (
             teacher_forcing if isinstance(teacher_forcing, TeacherForcingSchedule)

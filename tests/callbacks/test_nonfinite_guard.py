@@ -144,3 +144,42 @@ def test_with_a_fused_optimizer_a_run_of_bad_steps_stops_at_the_next_logging_ste
     with pytest.raises(NonFiniteLossError, match=r"global step 7 .*: 6 consecutive"):
         trainer.fit(model, _loader())
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# ---- non-finite validation metrics (issue 21) -----------------------------------------------------------------
+
+
+class _NaNValidation(SequenceClassifier):
+    """Trains normally; its validation loss (the monitored metric) is NaN, as an overflowing forecast's MASE was."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 2, encoder=spec("seqlit.nn.RNNEncoder", hidden_size=8),
+                         head=spec("seqlit.nn.ClassificationHead", dropout=0.0))
+
+    def validation_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        self.log("val/loss", float("nan"), batch_size=4)
+
+
+def test_a_nonfinite_validation_metric_stops_the_run_and_no_best_checkpoint_is_kept(tmp_path: Path) -> None:
+    from seqlit.callbacks.best_checkpoint import BestCheckpoint
+    from seqlit.errors import NonFiniteMetricError
+
+    best = BestCheckpoint(dirpath=tmp_path)
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[NonFiniteGuard(), best])
+    with pytest.raises(NonFiniteMetricError, match=r"run stopped at epoch 0 \(global step 2\): val/loss=nan\. "
+                                                   r"The numbers overflowed") as caught:
+        trainer.fit(_NaNValidation(), train_dataloaders=_loader(), val_dataloaders=_loader())
+    assert "\n" not in str(caught.value)
+    assert list(tmp_path.glob("*.ckpt")) == []
+
+
+def test_best_checkpoint_never_selects_a_nonfinite_score(tmp_path: Path) -> None:
+    from seqlit.callbacks.best_checkpoint import BestCheckpoint
+
+    best = BestCheckpoint(dirpath=tmp_path, monitor="val/mase")
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False)
+    for value in (float("nan"), float("inf")):
+        assert not best.check_monitor_top_k(trainer, torch.tensor(value))
+    assert best.check_monitor_top_k(trainer, torch.tensor(0.5))  # nothing saved yet: a finite score is kept

@@ -18,6 +18,7 @@ from seqlit.data.splits import Split, chronological_split, entity_split, stratif
 from seqlit.errors import DataError, check_checkpoint_matches
 
 DEFAULT_LOADER = LoaderSettings(batch_size=32)
+DEFAULT_MAX_LENGTH = 10_000  # steps; a size guard, far above real sequence classification data
 
 
 class SequenceClassificationDataModule(SeqlitDataModule):
@@ -29,7 +30,9 @@ class SequenceClassificationDataModule(SeqlitDataModule):
         split: how validation (and test, without a test file) is carved from the training data:
             `stratified` by class, `chronological` by time, or `entity` (whole entities held out).
             The leakage audit for that mode runs on every setup.
-        max_length / too_long: longest sequence allowed and what to do with longer ones.
+        max_length / too_long: longest sequence allowed (default `DEFAULT_MAX_LENGTH` = 10,000 steps, so a
+            runaway sequence is refused before it is unrolled; null: no limit) and what to do with longer ones
+            (`error`, or truncate with `keep_first` / `keep_last`).
         loader: batching and loading (`LoaderSettings`); None: `DEFAULT_LOADER`, 32 sequences per batch (also in
             evaluation), bucketed by length.
     """
@@ -50,7 +53,7 @@ class SequenceClassificationDataModule(SeqlitDataModule):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         normalize: bool = True,
-        max_length: int | None = None,
+        max_length: int | None = DEFAULT_MAX_LENGTH,
         too_long: Literal["error", "keep_first", "keep_last"] = "error",
         loader: LoaderSettings | None = None,
     ) -> None:
@@ -110,6 +113,7 @@ class SequenceClassificationDataModule(SeqlitDataModule):
             if self.predict_path is None:
                 raise DataError("`seqlit predict` needs data.predict_path: the file to label.")
             records = self._clip(self._load_file(self.predict_path, require_labels=False), "predict")
+            records = _in_training_column_order(records, list(self._splits["train"].feature_names), self.predict_path)
             if records.labels is not None:
                 self._check_labels("predict", records, class_to_index)
             self.datasets["predict"] = SequenceClassificationDataset(records, class_to_index, self.normalizer)
@@ -157,6 +161,13 @@ class SequenceClassificationDataModule(SeqlitDataModule):
                 raise DataError(
                     f"the {name} split is empty; raise data.{name}_fraction or provide more data."
                 )
+        classes = _sorted_labels(splits["train"].labels)
+        if len(classes) < 2:
+            raise DataError(
+                f"the training split has a single class ({classes[0]!r}): nothing to tell apart. Classification needs "
+                f"at least 2 classes in the label column {self.column_names['label_column']!r} (data.label_column); "
+                "check that column and the file."
+            )
         clipped = {name: self._clip(records, name) for name, records in splits.items()}
         # Checked here, not in setup: a label unseen in training fails before the Trainer and its logs exist.
         class_to_index = {name: i for i, name in enumerate(_sorted_labels(clipped["train"].labels))}
@@ -256,6 +267,27 @@ def _sorted_labels(labels: np.ndarray | None) -> list[str]:
         return sorted(unique, key=float)
     except ValueError:
         return unique
+
+
+def _in_training_column_order(records: SequenceRecords, trained: list[str], path: str) -> SequenceRecords:
+    """The predict file's features in the order the model was trained with (the checkpoint stores that order,
+    checked against the training file on load); other columns are refused rather than fed in silently."""
+    found = list(records.feature_names)
+    if found == trained:
+        return records
+    if sorted(found) != sorted(trained):
+        missing, extra = [c for c in trained if c not in found], [c for c in found if c not in trained]
+        raise DataError(
+            f"the predict file {path} has feature columns {found} but the model was trained with {trained} "
+            f"(missing {missing}, not in training {extra}). Fix: give the predict file the training file's feature "
+            "columns, or set data.feature_columns to the training columns."
+        )
+    order = [found.index(name) for name in trained]
+    return SequenceRecords(
+        sequences=[sequence[:, order] for sequence in records.sequences], labels=records.labels,
+        entities=records.entities, start_times=records.start_times, end_times=records.end_times,
+        feature_names=list(trained), sequence_ids=records.sequence_ids,
+    )
 
 
 def _concatenate(parts: list[SequenceRecords]) -> SequenceRecords:

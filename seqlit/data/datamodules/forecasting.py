@@ -29,8 +29,10 @@ from seqlit.data.scaling import CovariateNormalizer, ScalingName, make_scaler
 from seqlit.data.sources import SeriesPanel, load_m1_yearly, load_panel, panel_from_frame
 from seqlit.errors import DataError, check_checkpoint_matches
 from seqlit.types import ForecastBatch
+from seqlit.validation import require_fraction, require_int_at_least
 
 M1_YEARLY_HORIZON = 6
+DEFAULT_MAX_CONTEXT_LENGTH = 10_000  # steps an RNN unrolls per window; set context_length to cut longer histories
 DEFAULT_LOADER = LoaderSettings(batch_size=64)
 
 
@@ -46,6 +48,8 @@ class ForecastingDataModule(SeqlitDataModule):
             (whole series held out, `val_fraction` / `test_fraction` of the entities, `split_seed`).
         fold / fold_step: rolling-origin backtest: fold k moves both origins k * fold_step steps back.
         context_length: steps of history the model reads (None: everything before the origin).
+        max_context_length: a size guard (default `DEFAULT_MAX_CONTEXT_LENGTH` = 10,000 steps; null: no limit): a
+            window whose context is longer is refused, naming `context_length` as the way to cut contexts.
         min_context: shortest context a window may have; stride: steps between training cuts.
         partial_windows: also train on windows whose horizon runs past the training span (masked).
         scaling: `context` (per window: last value and mean absolute change of the context), `series`
@@ -74,6 +78,7 @@ class ForecastingDataModule(SeqlitDataModule):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         context_length: int | None = None,
+        max_context_length: int | None = DEFAULT_MAX_CONTEXT_LENGTH,
         min_context: int = 3,
         stride: int = 1,
         partial_windows: bool = True,
@@ -94,6 +99,8 @@ class ForecastingDataModule(SeqlitDataModule):
             raise DataError("data.fold (rolling origins) applies to split: chronological; set fold: 0 with entity.")
         if seasonality < 1:
             raise DataError(f"data.seasonality must be >= 1 (1 for yearly data), got {seasonality}.")
+        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            require_fraction(f"data.{name}", value)
         if not 0.0 <= step_dropout < 1.0 or jitter < 0.0:
             raise DataError(f"data.jitter must be >= 0 and data.step_dropout in [0, 1); got {jitter}, {step_dropout}.")
         self.dataset = dataset
@@ -109,6 +116,9 @@ class ForecastingDataModule(SeqlitDataModule):
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.context_length = context_length
+        if max_context_length is not None:
+            require_int_at_least("data.max_context_length", max_context_length, 1)
+        self.max_context_length = max_context_length
         self.min_context = min_context
         self.stride = stride
         self.partial_windows = partial_windows
@@ -135,9 +145,9 @@ class ForecastingDataModule(SeqlitDataModule):
         for name in ("val", "test"):
             self._warn_undefined_mase(name)
         if stage == "predict":
-            self.datasets["predict"] = self._dataset(
-                forecast_origins(panel.lengths, min_context=self.min_context, context_length=self.context_length)
-            )
+            windows = forecast_origins(panel.lengths, min_context=self.min_context, context_length=self.context_length)
+            self._check_context_lengths("predict", windows)
+            self.datasets["predict"] = self._dataset(windows)
 
     def item_ids(self, stage: str) -> list[str]:
         """`entity@origin time` of each window, by dataset index (labels the predictions CSV)."""
@@ -211,6 +221,8 @@ class ForecastingDataModule(SeqlitDataModule):
         else:
             split = entity_holdout(panel.lengths, panel.entities, val_fraction=self.val_fraction,
                                    test_fraction=self.test_fraction, seed=self.split_seed, **common)
+        for name in ("train", "val", "test"):
+            self._check_context_lengths(name, split.stage(name))
         audit_forecast_split(split, panel, self.split_mode)
         audit_scaler(lambda: make_scaler(self.scaling), panel, split)
         sizes = ", ".join(f"{name} {len(split.stage(name))}" for name in ("train", "val", "test"))
@@ -218,6 +230,21 @@ class ForecastingDataModule(SeqlitDataModule):
         rank_zero_info(f"seqlit: {len(panel)} series, {self.split_mode} split, windows: {sizes}"
                        + (f" ({skipped})" if skipped else "") + "; leakage and scaler audits passed.")
         return split
+
+    def _check_context_lengths(self, name: str, windows: Windows) -> None:
+        """The size guard: refuses contexts longer than `max_context_length` before any window is unrolled."""
+        if self.max_context_length is None:
+            return
+        too_long = np.flatnonzero(windows.context_lengths > self.max_context_length)
+        if too_long.shape[0]:
+            first = int(too_long[0])
+            entity = self.panel.entity(int(windows.series[first]))
+            raise DataError(
+                f"{too_long.shape[0]} {name} window(s) have a context longer than data.max_context_length="
+                f"{self.max_context_length} (e.g. entity {entity!r}: {int(windows.context_lengths[first]):,} steps). "
+                "Fix: set data.context_length (e.g. 512) to read only the last steps before each origin, or raise "
+                "data.max_context_length (null: no limit)."
+            )
 
     def _dataset(self, windows: Windows) -> ForecastWindowDataset:
         return ForecastWindowDataset(

@@ -276,7 +276,7 @@ class LanguageModelDataModule(SeqlitDataModule):
     def _prompt_texts(self) -> list[str]:
         if self.predict_path is not None:
             require_data_file(Path(self.predict_path))
-            lines = Path(self.predict_path).read_text(encoding="utf-8").splitlines()
+            lines = Path(self.predict_path).read_text(encoding="utf-8-sig").splitlines()
             return [line.replace("\\n", "\n") for line in lines]
         if self.prompts:
             return list(self.prompts)

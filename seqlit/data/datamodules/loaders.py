@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from seqlit.data.bucketing import BucketBatchSampler, resolve_num_replicas
+from seqlit.errors import SettingError
 
 
 def sampler_seed(configured: int | None) -> int:
@@ -32,7 +33,7 @@ def resolve_num_workers(configured: int | None) -> int:
     """
     if configured is not None:
         if configured < 0:
-            raise ValueError(f"num_workers must be >= 0 (or null for automatic), got {configured}.")
+            raise SettingError(f"num_workers must be >= 0 (or null for automatic), got {configured}.")
         return configured
     if not torch.cuda.is_available():
         return 0

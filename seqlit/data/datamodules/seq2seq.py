@@ -40,6 +40,7 @@ _FIXED_UNITS: dict[str, tuple[str, str]] = {
     "cmudict": ("char", "token"), "pronunciation_file": ("char", "token"), "pinyin_phrases": ("char", "token"),
 }
 TOO_LONG_POLICIES: tuple[str, ...] = ("error", "skip")
+DEFAULT_MAX_SOURCE_LENGTH = 1_000  # symbols; a size guard, far above any word or phrase
 # Which splits each Lightning stage reads; a split's data set is built the first time a stage needs it.
 _STAGE_SPLITS: dict[str, tuple[Stage, ...]] = {
     "fit": ("train", "val"),
@@ -73,8 +74,9 @@ class Seq2SeqDataModule(SeqlitDataModule):
         predict_path: sources for `seqlit predict`, one per line (a dictionary file works too).
         lowercase: fold sources (and predict sources) to lower case.
         val_fraction / test_fraction / split_seed: share of headwords held out, and the shuffle seed.
-        max_source_length / too_long: longest word (in characters) allowed, and whether a longer one is
-            an `error` or is `skip`ped (dropped with a warning that counts the dropped items).
+        max_source_length / too_long: longest word (in characters) allowed (default `DEFAULT_MAX_SOURCE_LENGTH`
+            = 1,000, a size guard; null: no limit), and whether a longer one is an `error` or is `skip`ped
+            (dropped with a warning that counts the dropped items).
         loader: batching and loading (`LoaderSettings`); None: `DEFAULT_LOADER`, 128 training items and 256
             evaluation words per batch, bucketed by word length.
     """
@@ -90,7 +92,7 @@ class Seq2SeqDataModule(SeqlitDataModule):
         val_fraction: float = 0.02,
         test_fraction: float = 0.05,
         split_seed: int = 0,
-        max_source_length: int | None = None,
+        max_source_length: int | None = DEFAULT_MAX_SOURCE_LENGTH,
         too_long: Literal["error", "skip"] = "error",
         loader: LoaderSettings | None = None,
     ) -> None:
@@ -300,7 +302,7 @@ class Seq2SeqDataModule(SeqlitDataModule):
         if self.too_long == "error":
             raise DataError(
                 f"{len(too_long)} {name} word(s) are longer than data.max_source_length={self.max_source_length} "
-                f"characters (e.g. {too_long[:_MAX_EXAMPLES]}). Raise max_source_length, or set "
+                f"characters (e.g. {[_shortened(word) for word in too_long[:_MAX_EXAMPLES]]}). Raise max_source_length, or set "
                 "data.too_long='skip' to drop them."
             )
         return [i for i, word in enumerate(words) if len(self.source_symbols(word)) <= self.max_source_length]
@@ -396,3 +398,8 @@ class Seq2SeqDataset(Dataset[Seq2SeqSample]):
             target=None if self.targets is None else torch.tensor(self.targets[index], dtype=torch.long),  # (T,)
             references=self.references[index],
         )
+
+
+def _shortened(word: str, limit: int = 30) -> str:
+    """A word as a message shows it: a runaway 100,000-character line must not become the message."""
+    return word if len(word) <= limit else f"{word[:limit]}... ({len(word):,} characters)"

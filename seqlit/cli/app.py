@@ -3,6 +3,7 @@ optimisers by `class_path`, and the subcommands `audit`, `doctor` and `compare` 
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -28,6 +29,11 @@ from seqlit.cli.checkpoints import (
 from seqlit.compare import add_compare_arguments, run_compare
 from seqlit.doctor import diagnose
 from seqlit.errors import CheckpointMismatchError
+
+# Imported before any parser is built: jsonargparse's "known subclasses" (in `seqlit fit --help`) lists the
+# subclasses Python has seen, so seqlit's tasks and data modules must be imported to be listed.
+import seqlit.data.datamodules  # noqa: E402, F401  isort: skip
+import seqlit.tasks  # noqa: E402, F401  isort: skip
 
 BASE_CONFIG = Path(__file__).with_name("base.yaml")
 
@@ -74,6 +80,32 @@ def default_precision(accelerator: Any = None) -> str:
 def rewrite_shorthands(args: list[str]) -> list[str]:
     """`--optimizer SGD --optimizer.lr 20` -> `--model.init_args.optimizer SGD --model.init_args.optimizer.lr 20`."""
     return [_SHORTHAND.sub(r"--model.init_args.\1", arg) if isinstance(arg, str) else arg for arg in args]
+
+
+def with_default_model(args: list[str]) -> list[str]:
+    """`fit --config my.yaml` whose files and flags name a data module but no model class: `--model <the data
+    module's default_task>` is put right after the subcommand, so a config's own model settings still apply on
+    top. Anything else is returned unchanged (no data module named: jsonargparse's "model is required")."""
+    if not args or not isinstance(args[0], str) or args[0] not in SeqlitCLI.subcommands():
+        return args
+    data_class, model_named = None, False
+    for index, arg in enumerate(args[1:], start=1):
+        if not isinstance(arg, str):
+            continue
+        key, has_value, inline_value = arg.partition("=")
+        value = inline_value if has_value else (args[index + 1] if index + 1 < len(args) else None)
+        if key == "--config" and isinstance(value, str):
+            settings = _read_yaml(Path(value))
+            model_named = model_named or _names_class(settings.get("model"))
+            data = settings.get("data")
+            data_class = (data if isinstance(data, str) else data.get("class_path") if isinstance(data, dict)
+                          else None) or data_class
+        elif key in ("--model", "--model.class_path"):
+            model_named = True
+        elif key in ("--data", "--data.class_path") and isinstance(value, str):
+            data_class = value
+    task = None if model_named or data_class is None else _default_task(data_class)
+    return args if task is None else [args[0], "--model", task, *args[1:]]
 
 
 class SeqlitCLI(LightningCLI):
@@ -143,7 +175,9 @@ class SeqlitCLI(LightningCLI):
         if isinstance(args, (dict, Namespace)):
             self.config = parser.parse_object(args)
         else:
-            self.config = parser.parse_args(rewrite_shorthands(sys.argv[1:] if args is None else list(args)))
+            self.config = parser.parse_args(
+                with_default_model(rewrite_shorthands(sys.argv[1:] if args is None else list(args)))
+            )
         self._config_model = self._model_config()
         refuse_checkpoint_of_another_model(self._checkpoint_file(), self._config_model)
 
@@ -335,6 +369,31 @@ def _with_base_config(parser_kwargs: dict[str, Any] | None, run: bool) -> dict[s
     for name in SeqlitCLI.subcommands():
         kwargs[name] = {"default_config_files": base, **kwargs.get(name, {})}
     return kwargs
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's top-level settings; {} when it is missing or not a mapping (the parser reports those)."""
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _names_class(model: Any) -> bool:
+    return isinstance(model, str) or (isinstance(model, dict) and "class_path" in model)
+
+
+def _default_task(data_class: str) -> str | None:
+    """The `default_task` of a data module given by class path (or by its name, for seqlit's own)."""
+    for class_path in (data_class, f"seqlit.data.datamodules.{data_class}"):
+        module_name, _, class_name = class_path.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        return getattr(found, "default_task", None)
+    return None
 
 
 def _sets_model(path: Path) -> bool:

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from seqlit.audit import run_audit
 from seqlit.callbacks.prediction_writer import PredictionWriter
+from seqlit.cli import init
 from seqlit.cli.checkpoints import (
     describe_model_mismatch,
     newest_last_checkpoint,
@@ -119,6 +120,7 @@ class SeqlitCLI(LightningCLI):
     """
 
     test_verbose: bool = True  # print Lightning's test table after fit
+    announce: bool = True  # print seqlit's own lines: where a fit runs and logs, which checkpoint it tests
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.test_results: list[dict[str, float]] | None = None
@@ -148,6 +150,9 @@ class SeqlitCLI(LightningCLI):
             subparser = self._prepare_subcommand_parser(
                 trainer_class, name, **{"description": description, **kwargs.get(name, {})}
             )
+            # Loading a --ckpt_path (and Lightning's SLURM requeue checkpoint) says weights_only explicitly:
+            # seqlit's checkpoints are plain data; `--weights_only false` opens a trusted file of another kind.
+            subparser.set_defaults(weights_only=True)
             self._subcommand_parsers[name] = subparser
             subcommands_action.add_subcommand(name, subparser, help=description)
         for name, description in SEQLIT_SUBCOMMANDS.items():
@@ -158,6 +163,9 @@ class SeqlitCLI(LightningCLI):
             self._subcommand_method_arguments[name] = []
             self._subcommand_parsers[name] = subparser
             subcommands_action.add_subcommand(name, subparser, help=description)
+        # `seqlit init` is run by `seqlit.cli.main` before this parser exists; it is listed here for `seqlit --help`.
+        subcommands_action.add_subcommand("init", LightningArgumentParser(description=init.DESCRIPTION),
+                                          help=init.DESCRIPTION)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # jsonargparse skips a link whose source or target the chosen classes lack.
@@ -197,6 +205,7 @@ class SeqlitCLI(LightningCLI):
             kwargs["precision"] = default_precision(trainer_config.get("accelerator"))
         trainer = super().instantiate_trainer(**kwargs)
         _share_version_folder(trainer)
+        _drop_unset_wandb_anonymous(trainer)
         return trainer
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
@@ -279,6 +288,13 @@ class SeqlitCLI(LightningCLI):
     def before_fit(self) -> None:
         self._set_up_data("fit")
         self._resolve_last_checkpoint()
+        if self.announce and self.trainer.is_global_zero:
+            trainer = self.trainer
+            devices = f"{trainer.num_devices} x {trainer.strategy.root_device.type}" if trainer.num_devices > 1 \
+                else trainer.strategy.root_device.type
+            seed = self.config["fit"].get("seed_everything")
+            print(f"seqlit: fit on {devices}, precision {trainer.precision}, seed {seed}; logs and checkpoints in "
+                  f"{trainer.log_dir or trainer.default_root_dir}", file=sys.stderr, flush=True)
 
     def before_validate(self) -> None:
         self._set_up_data("validate")
@@ -302,8 +318,14 @@ class SeqlitCLI(LightningCLI):
             return
         # The first ModelCheckpoint is the one that tracks the best validation score.
         best_path = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
+        last_path = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or None
+        if self.announce and self.trainer.is_global_zero:
+            tested = f"the best checkpoint {best_path}" if best_path else "the model as trained (no best checkpoint)"
+            last = f" (last: {last_path})" if last_path else ""
+            print(f"seqlit: testing {tested}{last}", file=sys.stderr, flush=True)
         self.test_results = self.trainer.test(
-            self.model, datamodule=self.datamodule, ckpt_path=best_path, verbose=self.test_verbose
+            self.model, datamodule=self.datamodule, ckpt_path=best_path, verbose=self.test_verbose,
+            weights_only=True,  # seqlit's checkpoints are plain data
         )
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -344,6 +366,7 @@ class TimedFitCLI(SeqlitCLI):
     """`seqlit fit` that times its training loop (validation included, setup and test not); used by compare."""
 
     test_verbose = False  # compare prints its own lines
+    announce = False
 
     def before_fit(self) -> None:
         from lightning.pytorch.callbacks import Timer
@@ -414,6 +437,15 @@ def _share_version_folder(trainer: Trainer) -> None:
         if isinstance(logger, TensorBoardLogger) and logger._version is None:
             if Path(logger.save_dir) == Path(csv.save_dir) and logger.name == csv.name:
                 logger._version = csv.version
+
+
+def _drop_unset_wandb_anonymous(trainer: Trainer) -> None:
+    """Lightning's WandbLogger passes `anonymous=None` to `wandb.init` even when unset, and wandb >= 0.19 warns
+    ("The anonymous setting has no effect") for any value; an unset one is left out before the run starts."""
+    for logger in trainer.loggers:
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
 
 
 def _short_description(method: Any) -> str:

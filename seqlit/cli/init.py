@@ -95,12 +95,11 @@ def inspect_classification(path: Path, *, id_column: str | None = None, time_col
 
 def classification_config(summary: DataSummary, out: Path) -> str:
     """The config `seqlit init` writes: the data section and the task; the rest comes from the shared base."""
-    split_reason = ("time restarts in every sequence, so validation and test hold out whole sequences, "
-                    "in each class's proportion" if summary.time_restarts
-                    else "sequences share one time axis: validation and test come after training in time")
+    split_reason = ("time restarts in every sequence: hold out whole sequences, per class" if summary.time_restarts
+                    else "sequences share one time axis: validation and test come after training")
     features = ", ".join(summary.feature_columns)
     return f"""\
-# Written by `seqlit init --data {summary.path} --task classify`:
+# Written by `seqlit init --data {summary.path} --task classify --out {out}`:
 # {summary.describe()}.
 # Train: seqlit fit --config {out}    (trainer, checkpoints, early stopping and loggers come from seqlit's
 # shared base; `seqlit fit --config {out} --print_config` shows everything)

@@ -67,10 +67,14 @@ def inspect_classification(path: Path, *, id_column: str | None = None, time_col
     """Finds the columns of a long-format classification file and summarises its sequences."""
     frame = read_table(path)
     columns = [str(c) for c in frame.columns]
+    for given, flag in ((id_column, "--id_column"), (time_column, "--time_column"), (label_column, "--label_column")):
+        if given is not None and given not in columns:
+            raise DataError(f"{path}: no column {given!r} ({flag}); the file has {columns}.")
     time = _pick(columns, time_column, _TIME_NAMES, "time", "--time_column", path)
     sequence = _pick([c for c in columns if c != time], id_column, _ID_NAMES, "sequence id", "--id_column", path)
-    label = _pick([c for c in columns if c not in (time, sequence)], label_column, _LABEL_NAMES, "label",
-                  "--label_column", path)
+    others = [c for c in columns if c not in (time, sequence)]
+    label = (_pick(others, label_column, _LABEL_NAMES, "label", "--label_column", path) if label_column
+             else _find_label(frame, others, sequence, path))
     features = [c for c in columns if c not in (time, sequence, label) and _is_numeric(frame[c])]
     if not features:
         raise DataError(f"{path}: no numeric feature columns besides {sequence!r}, {time!r} and {label!r}; the file "
@@ -138,8 +142,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _pick(columns: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str, path: Path) -> str:
     if given is not None:
-        if given not in columns:
-            raise DataError(f"{path}: no column {given!r} ({flag}); the file has {columns}.")
         return given
     by_lower = {c.lower(): c for c in columns}
     for name in names:
@@ -147,6 +149,20 @@ def _pick(columns: list[str], given: str | None, names: tuple[str, ...], what: s
             return by_lower[name]
     raise DataError(f"{path}: could not tell which column is the {what} (none of {columns} is named like "
                     f"{list(names[:4])}); pass {flag} NAME.")
+
+
+def _find_label(frame, columns: list[str], sequence: str, path: Path) -> str:  # frame: pandas.DataFrame
+    """The label column: one value per sequence, named like a label (`label`, `class`, ...), else the only text
+    column with one value per sequence."""
+    constant = [c for c in columns if bool((frame.groupby(sequence, sort=False)[c].nunique(dropna=False) == 1).all())]
+    by_lower = {c.lower(): c for c in constant}
+    named = sorted((by_lower[name] for name in _LABEL_NAMES if name in by_lower),
+                   key=lambda c: _is_numeric(frame[c]))  # text labels first: a numeric `y` may be a feature
+    text = [c for c in constant if not _is_numeric(frame[c])]
+    if named or len(text) == 1:
+        return (named or text)[0]
+    raise DataError(f"{path}: could not tell which column is the label (a column with one value per sequence, "
+                    f"named like {list(_LABEL_NAMES[:3])}; the file has {list(frame.columns)}); pass --label_column NAME.")
 
 
 def _is_numeric(series: object) -> bool:

@@ -132,6 +132,11 @@ def _one_line(text: str) -> str:
 def _explain_argument_error(message: str) -> str:
     """Turns jsonargparse's 'Option X is not accepted' into the class that lacks it, the closest valid names and,
     for a setting that belongs to one of a task's parts (e.g. `hidden_size` of its encoder), the full key."""
+    if re.search(r"the following arguments are required: \w+\.model\b", message):
+        return ("the config names no model, and no data module whose task seqlit could use: add a `data:` section "
+                "(e.g. class_path: seqlit.data.datamodules.SequenceClassificationDataModule) or `model: <task>` with "
+                "a task from seqlit.tasks (SequenceClassifier, Forecaster, LanguageModel, Seq2SeqModel). `seqlit init "
+                "--data my.csv --task classify` writes a config for a data file.")
     option_match = re.search(r"Option '(\w+)' is not accepted", message)
     if option_match is None:
         return message.strip()

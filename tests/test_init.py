@@ -79,7 +79,7 @@ def test_init_without_a_recognisable_label_or_with_an_existing_config_says_what_
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     frame = pd.read_csv(_restarting(Path("walks.csv"))).rename(columns={"activity": "kind"})
-    frame.to_csv("kinds.csv", index=False)
+    frame.assign(site=frame["recording"].str.upper()).to_csv("kinds.csv", index=False)  # two text columns
     with pytest.raises(SystemExit):
         main(["init", "--data", "kinds.csv", "--task", "classify"])
     assert "could not tell which column is the label" in capsys.readouterr().err

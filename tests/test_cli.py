@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from seqlit.cli import SeqlitCLI, main
 
@@ -227,3 +228,73 @@ def test_ckpt_path_last_resumes_the_newest_run_across_log_versions() -> None:
     assert resumed.trainer.log_dir != first.trainer.log_dir  # a new version folder, yet it resumed
     assert resumed.trainer.global_step == 2 * steps_per_epoch
     assert str(resumed.config_init["fit"]["ckpt_path"]).startswith(str(Path(first.trainer.log_dir)))
+
+
+def test_a_config_with_only_a_data_section_trains_the_data_modules_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's own-data YAML names data but no model: the data module's default task is used, and a config's
+    own model settings (without class_path) still apply."""
+    config = tmp_path / "only_data.yaml"
+    config.write_text("data:\n  class_path: seqlit.data.datamodules.SequenceClassificationDataModule\n"
+                      "model:\n  init_args:\n    label_smoothing: 0.1\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "seqlit.tasks.SequenceClassifier"
+    assert printed["model"]["init_args"]["label_smoothing"] == 0.1
+    assert printed["weights_only"] is True  # checkpoints are loaded with weights_only said explicitly
+
+
+@pytest.mark.parametrize(("arguments", "task"), [
+    (["--data", "ForecastingDataModule"], "seqlit.tasks.Forecaster"),
+    (["--data.class_path=seqlit.data.datamodules.Seq2SeqDataModule"], "seqlit.tasks.Seq2SeqModel"),
+    (["--data", "ForecastingDataModule", "--model", "my.Model"], None),  # a model named: nothing added
+    (["--trainer.max_epochs", "3"], None),  # no data named: jsonargparse says the model is required
+])
+def test_the_default_model_comes_from_the_data_module(arguments: list[str], task: str | None) -> None:
+    from seqlit.cli.app import with_default_model
+
+    expected = ["fit", *arguments] if task is None else ["fit", "--model", task, *arguments]
+    assert with_default_model(["fit", *arguments]) == expected
+
+
+def test_no_model_and_no_data_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "trainer_only.yaml"
+    config.write_text("trainer:\n  max_epochs: 1\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seqlit: error: the config names no model") and "seqlit init --data" in err
+
+
+def test_fit_help_lists_seqlit_tasks_and_data_modules(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # help text wraps class paths across lines
+    for name in ("seqlit.tasks.SequenceClassifier", "seqlit.tasks.Forecaster", "seqlit.tasks.LanguageModel",
+                 "seqlit.tasks.Seq2SeqModel", "seqlit.data.datamodules.SequenceClassificationDataModule"):
+        assert name in text, name
+
+
+def test_seqlit_help_lists_init(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: seqlit ") and "init" in out and "Inspect a data file" in out
+
+
+def test_an_unset_wandb_anonymous_is_not_passed_to_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """wandb >= 0.19 warns "The anonymous setting has no effect" for any value Lightning passes, None included."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    from seqlit.cli.app import _drop_unset_wandb_anonymous
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    unset, anonymous = WandbLogger(project="p", offline=True), WandbLogger(project="p", offline=True, anonymous=True)
+    assert "anonymous" in unset._wandb_init  # what Lightning does
+    _drop_unset_wandb_anonymous(SimpleNamespace(loggers=[unset, anonymous]))
+    assert "anonymous" not in unset._wandb_init and anonymous._wandb_init["anonymous"] == "allow"

@@ -124,11 +124,12 @@ def test_readme_own_data_section_runs_as_written(own_data: tuple[Path, str, str]
     predictions = pd.read_csv(folder / "predictions.csv")
     assert list(predictions.columns) == ["id", "prediction", "p_a", "p_b", "p_c"] and len(predictions) == 6
 
-    # The error examples print exactly the README's line.
-    lines = blocks["own-data-errors"].splitlines()
+    # The error examples (here and in "Safe loading", which refuses this run's checkpoint) print the README's line.
+    lines = blocks["own-data-errors"].splitlines() + blocks["checkpoint-mismatch"].splitlines()
     for shell_line, expected in zip(lines[::2], lines[1::2]):
         assert shell_line.startswith("$ seqlit ")
-        code, output = run_in_process(command(shell_line[2:]), capfd)
+        argv = [str(REPO / arg) if arg.startswith("configs/") else arg for arg in command(shell_line[2:])]
+        code, output = run_in_process(argv, capfd)
         assert code == 2
         assert [line for line in output.splitlines() if line.startswith("seqlit: error:")] == [expected]
 

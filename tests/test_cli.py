@@ -244,6 +244,10 @@ def test_a_config_with_only_a_data_section_trains_the_data_modules_task(
     assert printed["model"]["class_path"] == "seqlit.tasks.SequenceClassifier"
     assert printed["model"]["init_args"]["label_smoothing"] == 0.1
     assert printed["weights_only"] is True  # checkpoints are loaded with weights_only said explicitly
+    # ... and everything else from the shared base: an epoch cap with early stopping, loggers under runs/<name>
+    assert printed["trainer"]["max_epochs"] == 100
+    assert "seqlit.callbacks.EarlyStopping" in str(printed["trainer"]["callbacks"])
+    assert [logger["init_args"]["save_dir"] for logger in printed["trainer"]["logger"]] == ["runs", "runs"]
 
 
 @pytest.mark.parametrize(("arguments", "task"), [

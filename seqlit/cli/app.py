@@ -152,7 +152,8 @@ class SeqlitCLI(LightningCLI):
             )
             # Loading a --ckpt_path (and Lightning's SLURM requeue checkpoint) says weights_only explicitly:
             # seqlit's checkpoints are plain data; `--weights_only false` opens a trusted file of another kind.
-            subparser.set_defaults(weights_only=True)
+            if any(action.dest == "weights_only" for action in subparser._actions):  # Lightning >= 2.6
+                subparser.set_defaults(weights_only=True)
             self._subcommand_parsers[name] = subparser
             subcommands_action.add_subcommand(name, subparser, help=description)
         for name, description in SEQLIT_SUBCOMMANDS.items():

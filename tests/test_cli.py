@@ -302,3 +302,42 @@ def test_an_unset_wandb_anonymous_is_not_passed_to_wandb(monkeypatch: pytest.Mon
     assert "anonymous" in unset._wandb_init  # what Lightning does
     _drop_unset_wandb_anonymous(SimpleNamespace(loggers=[unset, anonymous]))
     assert "anonymous" not in unset._wandb_init and anonymous._wandb_init["anonymous"] == "allow"
+
+
+def test_quiet_console_drops_known_third_party_noise_only() -> None:
+    """Each known line is matched by its own message: other warnings and log lines, seqlit's included, still show."""
+    import logging
+    import warnings
+
+    from seqlit.cli.main import quiet_console
+
+    noise_warnings = [
+        "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec) and treespec.is_leaf()`",
+        "The number of training batches (2) is smaller than the logging interval Trainer(log_every_n_steps=10).",
+        "The dirpath has changed from 'runs/x/version_2/checkpoints' to 'runs/x/version_3/checkpoints', therefore",
+    ]
+    noise_logs = ["Seed set to 0", "[rank: 1] Seed set to 0", "GPU available: False, used: False",
+                  "💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]",
+                  "Restoring states from the checkpoint path at runs/x.ckpt"]
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    seen_logs: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen_logs.append(record.getMessage())  # type: ignore[method-assign]
+    rank_zero.addHandler(handler)
+    level = rank_zero.level
+    rank_zero.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as seen_warnings:
+            warnings.simplefilter("always")
+            with quiet_console():
+                for message in [*noise_warnings, "seqlit: 40% of the padded training steps were padding"]:
+                    warnings.warn(message, UserWarning, stacklevel=1)
+                for message in [*noise_logs, "padding ratio: this loader 0.030 (first epoch)"]:
+                    rank_zero.info(message)
+            warnings.warn(noise_warnings[0], UserWarning, stacklevel=1)  # the filters come off afterwards
+    finally:
+        rank_zero.removeHandler(handler)
+        rank_zero.setLevel(level)
+    assert [str(w.message) for w in seen_warnings] == ["seqlit: 40% of the padded training steps were padding",
+                                                       noise_warnings[0]]
+    assert seen_logs == ["padding ratio: this loader 0.030 (first epoch)"]

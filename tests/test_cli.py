@@ -341,3 +341,24 @@ def test_quiet_console_drops_known_third_party_noise_only() -> None:
     assert [str(w.message) for w in seen_warnings] == ["seqlit: 40% of the padded training steps were padding",
                                                        noise_warnings[0]]
     assert seen_logs == ["padding ratio: this loader 0.030 (first epoch)"]
+
+
+def test_every_save_through_a_seqlit_trainer_says_weights_only() -> None:
+    """Lightning's SLURM requeue handler calls `trainer.save_checkpoint(path)`; seqlit's trainer passes an explicit
+    weights_only (False: the full, resumable state), so Lightning does not log that it was unset."""
+    from types import SimpleNamespace
+
+    from seqlit.cli.app import _say_weights_only_on_every_save
+
+    calls: list[dict] = []
+
+    class _Trainer(SimpleNamespace):
+        def save_checkpoint(self, filepath: str, **kwargs: object) -> None:
+            calls.append({"path": filepath, **kwargs})
+
+    trainer = _Trainer()
+    _say_weights_only_on_every_save(trainer)
+    trainer.save_checkpoint("hpc_ckpt_1.ckpt")
+    trainer.save_checkpoint("weights.ckpt", True)
+    assert calls == [{"path": "hpc_ckpt_1.ckpt", "weights_only": False, "storage_options": None},
+                     {"path": "weights.ckpt", "weights_only": True, "storage_options": None}]

@@ -3,6 +3,7 @@ optimisers by `class_path`, and the subcommands `audit`, `doctor` and `compare` 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import re
@@ -207,6 +208,7 @@ class SeqlitCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         _share_version_folder(trainer)
         _drop_unset_wandb_anonymous(trainer)
+        _say_weights_only_on_every_save(trainer)
         return trainer
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
@@ -447,6 +449,19 @@ def _drop_unset_wandb_anonymous(trainer: Trainer) -> None:
         init = getattr(logger, "_wandb_init", None)
         if isinstance(init, dict) and init.get("anonymous") is None:
             init.pop("anonymous", None)
+
+
+def _say_weights_only_on_every_save(trainer: Any) -> None:
+    """Lightning's SLURM requeue handler (`auto_requeue`, configs/cluster) saves with `trainer.save_checkpoint(path)`,
+    leaving weights_only unset, and Lightning then logs "`weights_only` was not set, defaulting to `False`". seqlit's
+    trainer says it on every save: the full, resumable state unless a caller asks for weights only. (A partial of a
+    module-level function, not a closure: a ddp_spawn launch pickles the trainer.)"""
+    trainer.save_checkpoint = functools.partial(_save_saying_weights_only, trainer, type(trainer).save_checkpoint)
+
+
+def _save_saying_weights_only(trainer: Any, save: Any, filepath: Any, weights_only: bool | None = False,
+                              storage_options: Any = None) -> None:
+    save(trainer, filepath, weights_only=bool(weights_only), storage_options=storage_options)
 
 
 def _short_description(method: Any) -> str:

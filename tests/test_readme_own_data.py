@@ -139,7 +139,8 @@ def test_readme_own_data_section_runs_as_written(own_data: tuple[Path, str, str]
 _BAR = re.compile(r"^(Sanity Checking|Training|Epoch \d+|Validation|Testing|Predicting)\b")
 _TABLE = re.compile(
     r"^(\s*\|?\s*Name\s+\|.*|\d+\s+\|.*|-{10,}|─{10,}|\s*Test metric\s+DataLoader.*|\s*test/\w+\s+\S+"
-    r"|[\d.]+\s+[KMGT]?\s*(Trainable|Non-trainable|Total) .*|\d+\s+Modules in (train|eval) mode|[\d.]+\s+[KMGT]?\s*Total Flops)$"
+    r"|[\d.]+\s+[KMGT]?\s*(Trainable|Non-trainable|Total) .*|\d+\s+Modules in (train|eval) mode"
+    r"|[\d.]+\s+[KMGT]?\s*Total Flops)$"
 )
 
 
@@ -167,6 +168,7 @@ def test_a_default_fit_prints_only_a_few_lines_besides_bars_and_tables(own_data:
 def test_console_lines_drop_bars_and_tables_only() -> None:
     output = ("seqlit: fit on cpu\r\nEpoch 0:  50%|█████     | 1/2 [00:00<00:00]\r\x1b[A\n  | Name | Type\n"
               "0 | encoder | RNNEncoder\n26.5 K    Trainable params\n15        Modules in train mode\n"
-              "───────────────\n       Test metric             DataLoader 0\n        test/acc            0.5\n"
+              "───────────────\n       Test metric             DataLoader 0\n"
+              "        test/acc            0.5\n"
               "a warning from somewhere\n")
     assert console_lines(output) == ["seqlit: fit on cpu", "a warning from somewhere"]

@@ -162,7 +162,8 @@ def _find_label(frame, columns: list[str], sequence: str, path: Path) -> str:  #
     if named or len(text) == 1:
         return (named or text)[0]
     raise DataError(f"{path}: could not tell which column is the label (a column with one value per sequence, "
-                    f"named like {list(_LABEL_NAMES[:3])}; the file has {list(frame.columns)}); pass --label_column NAME.")
+                    f"named like {list(_LABEL_NAMES[:3])}; the file has {list(frame.columns)}); pass --label_column "
+                    "NAME.")
 
 
 def _is_numeric(series: object) -> bool:

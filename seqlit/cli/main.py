@@ -112,7 +112,8 @@ class _DropLines(logging.Filter):
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Lightning's info lines off, and `quiet_console`'s filters on, for the subcommands that print their own
-    report (`demo`, `compare`, `doctor`, `audit`); the log levels come back afterwards, so a caller in the same process (a notebook, a test session) keeps its own."""
+    report (`demo`, `compare`, `doctor`, `audit`); the log levels come back afterwards, so a caller in the same
+    process (a notebook, a test session) keeps its own."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

@@ -269,8 +269,8 @@ def _check_shared_time_axis(start_times: np.ndarray) -> None:
     if counts[most] * 2 > len(start_times):
         raise DataError(
             f"split: chronological needs sequences on one shared time axis, but {counts[most]} of "
-            f"{len(start_times)} sequences start at time {format_time(stamps[most])} (time restarts in every sequence), so "
-            "no cut by time can separate them. Use split: stratified (the default: held-out sequences in every "
+            f"{len(start_times)} sequences start at time {format_time(stamps[most])} (time restarts in every sequence), "
+            "so no cut by time can separate them. Use split: stratified (the default: held-out sequences in every "
             "class's proportion) or split: entity (whole entities held out)."
         )
 

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 class _QuietCLI(SeqlitCLI):
     test_verbose = False  # the demo prints its own table
+    announce = False  # ... and its own line per seed
 
 
 if __name__ == "__main__":

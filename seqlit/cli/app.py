@@ -317,6 +317,10 @@ class SeqlitCLI(LightningCLI):
 
     def after_fit(self) -> None:
         self.fit_metrics = {key: float(value) for key, value in self.trainer.callback_metrics.items()}
+        stopper = self.trainer.early_stopping_callback
+        if self.announce and self.trainer.is_global_zero and stopper is not None and stopper.stopped_epoch > 0:
+            print(f"seqlit: stopped early after epoch {stopper.stopped_epoch}: {stopper.monitor} did not improve for "
+                  f"{stopper.patience} validations (best {float(stopper.best_score):.4f})", file=sys.stderr, flush=True)
         if not self.config[self.subcommand].get("test_after_fit"):
             return
         # The first ModelCheckpoint is the one that tracks the best validation score.

@@ -8,6 +8,7 @@ validation curves of several training variants (what `seqlit compare` draws).
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,7 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seqlit: error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         raise SystemExit(2)
     word = args.word if args.keep_case else args.word.lower()
-    model = Seq2SeqModel.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=True)
+    # Said explicitly where Lightning takes it (>= 2.5); seqlit's checkpoints are plain data.
+    takes_it = "weights_only" in inspect.signature(Seq2SeqModel.load_from_checkpoint).parameters
+    explicit = {"weights_only": True} if takes_it else {}
+    model = Seq2SeqModel.load_from_checkpoint(args.checkpoint, map_location="cpu", **explicit)
     symbols, weights = model.attention_map(word)
     output = Path(args.output) if args.output else run_folder(Path(args.checkpoint)) / f"{word}_attention.png"
     save_attention_heatmap(weights, list(word), symbols, output, title=f"{word} -> {' '.join(symbols)}")

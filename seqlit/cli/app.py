@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -332,7 +333,7 @@ class SeqlitCLI(LightningCLI):
             print(f"seqlit: testing {tested}{last}", file=sys.stderr, flush=True)
         self.test_results = self.trainer.test(
             self.model, datamodule=self.datamodule, ckpt_path=best_path, verbose=self.test_verbose,
-            weights_only=True,  # seqlit's checkpoints are plain data
+            **_weights_only(self.trainer.test),  # seqlit's checkpoints are plain data
         )
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -444,6 +445,11 @@ def _share_version_folder(trainer: Trainer) -> None:
         if isinstance(logger, TensorBoardLogger) and logger._version is None:
             if Path(logger.save_dir) == Path(csv.save_dir) and logger.name == csv.name:
                 logger._version = csv.version
+
+
+def _weights_only(method: Any) -> dict[str, bool]:
+    """`{"weights_only": True}` where Lightning's `method` takes it (Lightning >= 2.6), else nothing."""
+    return {"weights_only": True} if "weights_only" in inspect.signature(method).parameters else {}
 
 
 def _drop_unset_wandb_anonymous(trainer: Trainer) -> None:

@@ -61,7 +61,7 @@ def test_sequences_on_one_time_axis_get_a_chronological_split(tmp_path: Path) ->
 
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--task", "classify"], "init: the following arguments are required: --data"),
-    (["--data", "walks.csv", "--task", "forecast"], "init: argument --task: invalid choice: 'forecast'"),
+    (["--data", "walks.csv", "--task", "regress"], "init: argument --task: invalid choice: 'regress'"),
     (["--data", "walks.csv", "--task", "classify", "--label_column", "kind"],
      "walks.csv: no column 'kind' (--label_column); the file has ['recording', 't', 'x', 'y', 'activity']."),
     (["--data", "missing.csv", "--task", "classify"], "data file not found: missing.csv"),
@@ -87,3 +87,25 @@ def test_init_without_a_recognisable_label_or_with_an_existing_config_says_what_
     with pytest.raises(SystemExit):
         main(["init", "--data", "kinds.csv", "--task", "classify", "--label_column", "kind", "--out", "k.yaml"])
     assert "k.yaml exists; pass --out with another name, or --force" in capsys.readouterr().err
+
+
+def test_init_for_forecasting_writes_a_config_that_trains(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [(f"store{i}", step, 10.0 + i + step * 0.5 + (step % 4), 1.0 + (step % 3)) for i in range(4)
+            for step in range(40)]
+    pd.DataFrame(rows, columns=["store", "week", "sales", "price"]).sample(frac=1, random_state=0).to_csv(
+        "panel.csv", index=False)
+    with pytest.raises(SystemExit):
+        main(["init", "--data", "panel.csv", "--task", "forecast"])
+    assert "--task forecast needs --horizon N" in capsys.readouterr().err
+    main(["init", "--data", "panel.csv", "--task", "forecast", "--horizon", "3", "--id_column", "store"])
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "seqlit: wrote panel.yaml: 4 series (store), target 'sales', covariates: price, lengths 40-40 steps, horizon 3.")
+    config = yaml.safe_load(Path("panel.yaml").read_text(encoding="utf-8"))
+    assert config["model"] == "seqlit.tasks.Forecaster"
+    assert config["data"]["init_args"] == {
+        "dataset": "long_format", "path": "panel.csv", "entity_column": "store", "time_column": "week",
+        "target_column": "sales", "covariate_columns": ["price"], "horizon": 3, "split": "chronological",
+    }
+    main(["fit", "--config", "panel.yaml", "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false",
+          "--trainer.enable_model_summary", "false"])
+    assert "test/mase" in capsys.readouterr().out

@@ -1,5 +1,5 @@
-"""`seqlit init --data my.csv --task classify`: reads a long-format file, finds its id, time, label and
-feature columns, and writes the small config that trains on it (everything else comes from the shared base)."""
+"""`seqlit init --data my.csv --task classify|forecast`: reads a long-format file, finds its id, time, label (or
+target) and feature columns, and writes the small config that trains on it (the rest comes from the shared base)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import numpy as np
 from seqlit.data.long_format import read_table
 from seqlit.errors import DataError
 
-TASKS = ("classify",)
+TASKS = ("classify", "forecast")
 DESCRIPTION = "Inspect a data file (columns, sequences, lengths, classes) and write the config that trains on it."
 
 # Column names recognised without a flag, most specific first (compared in lower case).
 _ID_NAMES = ("sequence_id", "sequence", "seq_id", "seq", "series_id", "series", "sample_id", "sample", "recording",
-             "session", "entity", "id", "subject", "item_id", "item")
-_TIME_NAMES = ("time", "timestamp", "t", "step", "time_step", "timestep", "frame", "date", "datetime", "ds", "tick")
+             "session", "entity", "id", "unique_id", "subject", "item_id", "item", "station", "sensor", "store")
+_TIME_NAMES = ("time", "timestamp", "t", "step", "time_step", "timestep", "frame", "date", "datetime", "ds", "tick",
+               "period", "hour", "day", "week", "month", "year")
 _LABEL_NAMES = ("label", "class", "target", "y", "category", "activity")
+_TARGET_NAMES = ("target", "value", "y", "sales", "demand", "load", "count")
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,44 @@ class DataSummary:
                 f"{len(self.feature_columns)} features, lengths {self.min_length}-{self.max_length} steps; {time}")
 
 
+@dataclass(frozen=True)
+class ForecastSummary:
+    """What `seqlit init` learned from a forecasting panel (one row per entity and time step)."""
+
+    path: str
+    id_column: str
+    time_column: str
+    target_column: str
+    covariate_columns: list[str]
+    n_series: int
+    min_length: int
+    max_length: int
+    horizon: int
+
+    def describe(self) -> str:
+        covariates = ", ".join(self.covariate_columns) or "none"
+        return (f"{self.n_series} series ({self.id_column}), target {self.target_column!r}, covariates: {covariates}, "
+                f"lengths {self.min_length}-{self.max_length} steps, horizon {self.horizon}")
+
+
 def main(args: list[str]) -> None:
-    """`seqlit init ...`: prints one line on success; a bad file or flag is a `DataError` (the CLI's one line)."""
+    """`seqlit init ...`: prints two lines on success; a bad file or flag is a `DataError` (the CLI's one line)."""
     options = _parser().parse_args(args)
     out = Path(options.out) if options.out else Path(Path(options.data).stem + ".yaml")
     if out.exists() and not options.force:
         raise DataError(f"{out} exists; pass --out with another name, or --force to overwrite it.")
-    summary = inspect_classification(Path(options.data), id_column=options.id_column,
-                                     time_column=options.time_column, label_column=options.label_column)
-    out.write_text(classification_config(summary, out), encoding="utf-8")
+    summary: DataSummary | ForecastSummary
+    if options.task == "forecast":
+        if options.horizon is None or options.horizon < 1:
+            raise DataError("init: --task forecast needs --horizon N, the number of steps to forecast (N >= 1).")
+        summary = inspect_forecasting(Path(options.data), horizon=options.horizon, id_column=options.id_column,
+                                      time_column=options.time_column, target_column=options.target_column)
+        text = forecasting_config(summary, out)
+    else:
+        summary = inspect_classification(Path(options.data), id_column=options.id_column,
+                                         time_column=options.time_column, label_column=options.label_column)
+        text = classification_config(summary, out)
+    out.write_text(text, encoding="utf-8")
     print(f"seqlit: wrote {out}: {summary.describe()}.")
     print(f"seqlit: train with `seqlit fit --config {out}`")
 
@@ -97,6 +128,49 @@ def inspect_classification(path: Path, *, id_column: str | None = None, time_col
     )
 
 
+def inspect_forecasting(path: Path, *, horizon: int, id_column: str | None = None, time_column: str | None = None,
+                        target_column: str | None = None) -> ForecastSummary:
+    """Finds the columns of a long-format forecasting panel and summarises its series."""
+    frame = read_table(path)
+    columns = [str(c) for c in frame.columns]
+    for given, flag in ((id_column, "--id_column"), (time_column, "--time_column"), (target_column, "--target_column")):
+        if given is not None and given not in columns:
+            raise DataError(f"{path}: no column {given!r} ({flag}); the file has {columns}.")
+    time = _pick(columns, time_column, _TIME_NAMES, "time", "--time_column", path)
+    series = _pick([c for c in columns if c != time], id_column, _ID_NAMES, "series id", "--id_column", path)
+    numeric = [c for c in columns if c not in (time, series) and _is_numeric(frame[c])]
+    target = _pick(numeric, target_column, _TARGET_NAMES, "target", "--target_column", path)
+    lengths = frame.groupby(series, sort=False).size().to_numpy()
+    return ForecastSummary(
+        path=str(path), id_column=series, time_column=time, target_column=target,
+        covariate_columns=[c for c in numeric if c != target], n_series=len(lengths),
+        min_length=int(lengths.min()), max_length=int(lengths.max()), horizon=horizon,
+    )
+
+
+def forecasting_config(summary: ForecastSummary, out: Path) -> str:
+    """The config `seqlit init --task forecast` writes: every series split in time, the last horizon as test."""
+    covariates = ", ".join(summary.covariate_columns)
+    return f"""\
+# Written by `seqlit init --data {summary.path} --task forecast --horizon {summary.horizon} --out {out}`:
+# {summary.describe()}.
+# Train: seqlit fit --config {out}    (trainer, checkpoints, early stopping and loggers come from seqlit's
+# shared base; `seqlit fit --config {out} --print_config` shows everything)
+model: seqlit.tasks.Forecaster
+data:
+  class_path: seqlit.data.datamodules.ForecastingDataModule
+  init_args:
+    dataset: long_format
+    path: {summary.path}
+    entity_column: {summary.id_column}
+    time_column: {summary.time_column}
+    target_column: {summary.target_column}
+    covariate_columns: [{covariates}]
+    horizon: {summary.horizon}
+    split: chronological    # every series: its last horizon is test, the one before validation
+"""
+
+
 def classification_config(summary: DataSummary, out: Path) -> str:
     """The config `seqlit init` writes: the data section and the task; the rest comes from the shared base."""
     split_reason = ("time restarts in every sequence: hold out whole sequences, per class" if summary.time_restarts
@@ -131,12 +205,15 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="seqlit init", description=DESCRIPTION)
     parser.add_argument("--data", required=True, help="the training file (CSV, TSV or Parquet; one row per time step)")
-    parser.add_argument("--task", required=True, choices=TASKS, help="what to learn: classify whole sequences")
+    parser.add_argument("--task", required=True, choices=TASKS,
+                        help="what to learn: classify whole sequences, or forecast each series --horizon steps ahead")
+    parser.add_argument("--horizon", type=int, default=None, help="steps to forecast (--task forecast)")
     parser.add_argument("--out", default=None, help="config file to write (default: <data file name>.yaml here)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--id_column", default=None, help="column whose value tells sequences apart (default: found)")
     parser.add_argument("--time_column", default=None, help="column that orders the steps (default: found)")
     parser.add_argument("--label_column", default=None, help="column with each sequence's class (default: found)")
+    parser.add_argument("--target_column", default=None, help="column to forecast (--task forecast; default: found)")
     return parser
 
 

@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             if key in cli.fit_metrics:
                 results[key] = cli.fit_metrics[key]
         rows.append((seed, results, str(cli.trainer.log_dir), time.perf_counter() - started))
-        print(f"seed {seed}: {args.metric} {results.get(args.metric, float('nan')):.4f} "
-              f"({rows[-1][3]:.0f} s, epochs {cli.trainer.current_epoch}) -> {rows[-1][2]}", flush=True)
+        print(f"seed {seed}: {args.metric} {results.get(args.metric, float('nan')):.4f}, "
+              f"test/f1 {results.get('test/f1', float('nan')):.4f} ({rows[-1][3]:.0f} s, epochs "
+              f"{cli.trainer.current_epoch}) -> {rows[-1][2]}", flush=True)
 
     values = [results.get(args.metric, float("nan")) for _, results, _, _ in rows]
     print(f"\n== {args.config}: {args.metric} on the held-out test split ==")
@@ -54,13 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     if "data/padding_ratio_epoch" in first and "data/padding_ratio_random" in first:
         print(f"padding ratio (last epoch): bucketed {first['data/padding_ratio_epoch']:.3f}, "
               f"random batching would give {first['data/padding_ratio_random']:.3f}")
-    print("logs: <log dir>/metrics.csv (CSV), checkpoints in <log dir>/checkpoints, "
-          "TensorBoard: tensorboard --logdir runs/tensorboard")
+    print("logs: <log dir>/metrics.csv (CSV) and TensorBoard files (tensorboard --logdir runs), checkpoints in "
+          "<log dir>/checkpoints")
     return 0
 
 
 class _QuietCLI(SeqlitCLI):
     test_verbose = False  # the demo prints its own table
+    announce = False  # ... and its own line per seed
 
 
 if __name__ == "__main__":

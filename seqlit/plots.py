@@ -1,13 +1,14 @@
 """Plots as matplotlib PNGs: attention heatmaps for inspecting what a seq2seq model aligns, and the
 validation curves of several training variants (what `seqlit compare` draws).
 
-    python -m seqlit.plots --checkpoint runs/g2p_cmudict/version_0/checkpoints/last.ckpt \\
-        --word phoneme --output phoneme_attention.png
+    python -m seqlit.plots --checkpoint runs/g2p_cmudict/version_0/checkpoints/last.ckpt --word phoneme
+    # -> runs/g2p_cmudict/version_0/phoneme_attention.png
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,18 +108,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m seqlit.plots", description=main.__doc__)
     parser.add_argument("--checkpoint", required=True, help="a Seq2SeqModel checkpoint (.ckpt)")
     parser.add_argument("--word", required=True, help="the input word")
-    parser.add_argument("--output", default=None, help="PNG path (default: <word>_attention.png)")
+    parser.add_argument("--output", default=None,
+                        help="PNG path (default: <word>_attention.png in the checkpoint's run folder)")
     parser.add_argument("--keep-case", action="store_true", help="do not lowercase the word (data.lowercase=false)")
     args = parser.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         print(f"seqlit: error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         raise SystemExit(2)
     word = args.word if args.keep_case else args.word.lower()
-    model = Seq2SeqModel.load_from_checkpoint(args.checkpoint, map_location="cpu")
+    # Said explicitly where Lightning takes it (>= 2.5); seqlit's checkpoints are plain data.
+    takes_it = "weights_only" in inspect.signature(Seq2SeqModel.load_from_checkpoint).parameters
+    explicit = {"weights_only": True} if takes_it else {}
+    model = Seq2SeqModel.load_from_checkpoint(args.checkpoint, map_location="cpu", **explicit)
     symbols, weights = model.attention_map(word)
-    output = Path(args.output or f"{word}_attention.png")
+    output = Path(args.output) if args.output else run_folder(Path(args.checkpoint)) / f"{word}_attention.png"
     save_attention_heatmap(weights, list(word), symbols, output, title=f"{word} -> {' '.join(symbols)}")
     print(f"{word}\t{' '.join(symbols)}\nseqlit: wrote {output}")
+
+
+def run_folder(checkpoint: Path) -> Path:
+    """`runs/<name>/version_N` for a checkpoint in its `checkpoints/` folder, else the checkpoint's own folder."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from seqlit.cli import SeqlitCLI, main
 
@@ -232,3 +233,137 @@ def test_ckpt_path_last_resumes_the_newest_run_across_log_versions() -> None:
     assert resumed.trainer.log_dir != first.trainer.log_dir  # a new version folder, yet it resumed
     assert resumed.trainer.global_step == 2 * steps_per_epoch
     assert str(resumed.config_init["fit"]["ckpt_path"]).startswith(str(Path(first.trainer.log_dir)))
+
+
+def test_a_config_with_only_a_data_section_trains_the_data_modules_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's own-data YAML names data but no model: the data module's default task is used, and a config's
+    own model settings (without class_path) still apply."""
+    config = tmp_path / "only_data.yaml"
+    config.write_text("data:\n  class_path: seqlit.data.datamodules.SequenceClassificationDataModule\n"
+                      "model:\n  init_args:\n    label_smoothing: 0.1\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "seqlit.tasks.SequenceClassifier"
+    assert printed["model"]["init_args"]["label_smoothing"] == 0.1
+    assert printed["weights_only"] is True  # checkpoints are loaded with weights_only said explicitly
+    # ... and everything else from the shared base: an epoch cap with early stopping, loggers under runs/<name>
+    assert printed["trainer"]["max_epochs"] == 100
+    assert "seqlit.callbacks.EarlyStopping" in str(printed["trainer"]["callbacks"])
+    assert [logger["init_args"]["save_dir"] for logger in printed["trainer"]["logger"]] == ["runs", "runs"]
+
+
+@pytest.mark.parametrize(("arguments", "task"), [
+    (["--data", "ForecastingDataModule"], "seqlit.tasks.Forecaster"),
+    (["--data.class_path=seqlit.data.datamodules.Seq2SeqDataModule"], "seqlit.tasks.Seq2SeqModel"),
+    (["--data", "ForecastingDataModule", "--model", "my.Model"], None),  # a model named: nothing added
+    (["--trainer.max_epochs", "3"], None),  # no data named: jsonargparse says the model is required
+])
+def test_the_default_model_comes_from_the_data_module(arguments: list[str], task: str | None) -> None:
+    from seqlit.cli.app import with_default_model
+
+    expected = ["fit", *arguments] if task is None else ["fit", "--model", task, *arguments]
+    assert with_default_model(["fit", *arguments]) == expected
+
+
+def test_no_model_and_no_data_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "trainer_only.yaml"
+    config.write_text("trainer:\n  max_epochs: 1\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seqlit: error: the config names no model") and "seqlit init --data" in err
+
+
+def test_fit_help_lists_seqlit_tasks_and_data_modules(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # help text wraps class paths across lines
+    for name in ("seqlit.tasks.SequenceClassifier", "seqlit.tasks.Forecaster", "seqlit.tasks.LanguageModel",
+                 "seqlit.tasks.Seq2SeqModel", "seqlit.data.datamodules.SequenceClassificationDataModule"):
+        assert name in text, name
+
+
+def test_seqlit_help_lists_init(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: seqlit ") and "init" in out and "Inspect a data file" in out
+
+
+def test_an_unset_wandb_anonymous_is_not_passed_to_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """wandb >= 0.19 warns "The anonymous setting has no effect" for any value Lightning passes, None included."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    from seqlit.cli.app import _drop_unset_wandb_anonymous
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    unset, anonymous = WandbLogger(project="p", offline=True), WandbLogger(project="p", offline=True, anonymous=True)
+    assert "anonymous" in unset._wandb_init  # what Lightning does
+    _drop_unset_wandb_anonymous(SimpleNamespace(loggers=[unset, anonymous]))
+    assert "anonymous" not in unset._wandb_init and anonymous._wandb_init["anonymous"] == "allow"
+
+
+def test_quiet_console_drops_known_third_party_noise_only() -> None:
+    """Each known line is matched by its own message: other warnings and log lines, seqlit's included, still show."""
+    import logging
+    import warnings
+
+    from seqlit.cli.main import quiet_console
+
+    noise_warnings = [
+        "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec) and treespec.is_leaf()`",
+        "The number of training batches (2) is smaller than the logging interval Trainer(log_every_n_steps=10).",
+        "The dirpath has changed from 'runs/x/version_2/checkpoints' to 'runs/x/version_3/checkpoints', therefore",
+    ]
+    noise_logs = ["Seed set to 0", "[rank: 1] Seed set to 0", "GPU available: False, used: False",
+                  "💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]",
+                  "Restoring states from the checkpoint path at runs/x.ckpt"]
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    seen_logs: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen_logs.append(record.getMessage())  # type: ignore[method-assign]
+    rank_zero.addHandler(handler)
+    level = rank_zero.level
+    rank_zero.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as seen_warnings:
+            warnings.simplefilter("always")
+            with quiet_console():
+                for message in [*noise_warnings, "seqlit: 40% of the padded training steps were padding"]:
+                    warnings.warn(message, UserWarning, stacklevel=1)
+                for message in [*noise_logs, "padding ratio: this loader 0.030 (first epoch)"]:
+                    rank_zero.info(message)
+            warnings.warn(noise_warnings[0], UserWarning, stacklevel=1)  # the filters come off afterwards
+    finally:
+        rank_zero.removeHandler(handler)
+        rank_zero.setLevel(level)
+    assert [str(w.message) for w in seen_warnings] == ["seqlit: 40% of the padded training steps were padding",
+                                                       noise_warnings[0]]
+    assert seen_logs == ["padding ratio: this loader 0.030 (first epoch)"]
+
+
+def test_every_save_through_a_seqlit_trainer_says_weights_only() -> None:
+    """Lightning's SLURM requeue handler calls `trainer.save_checkpoint(path)`; seqlit's trainer passes an explicit
+    weights_only (False: the full, resumable state), so Lightning does not log that it was unset."""
+    from types import SimpleNamespace
+
+    from seqlit.cli.app import _say_weights_only_on_every_save
+
+    calls: list[dict] = []
+
+    class _Trainer(SimpleNamespace):
+        def save_checkpoint(self, filepath: str, **kwargs: object) -> None:
+            calls.append({"path": filepath, **kwargs})
+
+    trainer = _Trainer()
+    _say_weights_only_on_every_save(trainer)
+    trainer.save_checkpoint("hpc_ckpt_1.ckpt")
+    trainer.save_checkpoint("weights.ckpt", True)
+    assert calls == [{"path": "hpc_ckpt_1.ckpt", "weights_only": False, "storage_options": None},
+                     {"path": "weights.ckpt", "weights_only": True, "storage_options": None}]

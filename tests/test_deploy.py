@@ -7,6 +7,7 @@ environment (the trainer-construction and signal-handling code Lightning runs on
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -228,7 +229,15 @@ def test_overlay_requeues_on_sigusr1_and_the_next_fit_resumes_from_the_hpc_check
     # The job hits its time limit: SLURM sends SIGUSR1 after the third step.
     interrupted = SeqlitCLI(args=args, run=False)
     interrupted.trainer.callbacks.append(_SignalAfterStep(3, signal.SIGUSR1))
-    interrupted.trainer.fit(interrupted.model, datamodule=interrupted.datamodule)
+    checkpoint_log, lines = logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector"), []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    checkpoint_log.addHandler(handler)
+    try:
+        interrupted.trainer.fit(interrupted.model, datamodule=interrupted.datamodule)
+    finally:
+        checkpoint_log.removeHandler(handler)
+    assert not [line for line in lines if "weights_only" in line]  # Lightning's hpc save is told weights_only
     assert scontrol_log.read_text().split() == ["requeue", JOB_ID]
     assert sorted(p.name for p in run_dir.glob("hpc_ckpt_*.ckpt")) == ["hpc_ckpt_1.ckpt"]
     assert interrupted.trainer.global_step == 3

@@ -3,6 +3,7 @@ resuming from it lands on the very weights of an uninterrupted run (the `_fit` p
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -88,8 +89,18 @@ def _assert_resume_matches(root: Path, interrupted: Path, uninterrupted) -> None
 def test_sigterm_saves_a_checkpoint_that_resumes_bit_exactly(
     tmp_path: Path, uninterrupted, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SIGTERMException):
-        _fit(tmp_path, [_SendSignal(signal.SIGTERM)])
+    lightning_lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lightning_lines.append(record.getMessage())  # type: ignore[method-assign]
+    checkpoint_log = logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector")
+    checkpoint_log.addHandler(handler)
+    try:
+        with pytest.raises(SIGTERMException):
+            _fit(tmp_path, [_SendSignal(signal.SIGTERM)])
+    finally:
+        checkpoint_log.removeHandler(handler)
+    # The interruption save says weights_only itself (Lightning logs "`weights_only` was not set" otherwise).
+    assert not [line for line in lightning_lines if "weights_only" in line]
     interrupted = tmp_path / "interrupted.ckpt"
     assert torch.load(interrupted, weights_only=True)["global_step"] == SIGNAL_AT_STEP + 1  # that batch finished
     err = capsys.readouterr().err

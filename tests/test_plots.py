@@ -35,3 +35,28 @@ def test_saving_a_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path: Pat
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         matplotlib.use(before)
+
+
+def test_plots_command_writes_the_heatmap_into_the_checkpoints_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's `python -m seqlit.plots --checkpoint runs/.../checkpoints/last.ckpt --word ...` leaves the PNG
+    beside the run's logs, not in the folder it was run from."""
+    import lightning.pytorch as pl
+
+    from seqlit.plots import main
+    from seqlit.types import SPECIAL_TOKENS
+    from tests.builders import seq2seq
+
+    model = seq2seq(list(SPECIAL_TOKENS) + list("abc"), list(SPECIAL_TOKENS) + ["A", "B", "K"], embedding_size=8,
+                    encoder_hidden_size=8, encoder_layers=1, decoder_hidden_size=8)
+    run = tmp_path / "runs/g2p/version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                  "pytorch-lightning_version": pl.__version__}
+    torch.save(checkpoint, run / "checkpoints/last.ckpt")
+    monkeypatch.chdir(tmp_path)
+    main(["--checkpoint", "runs/g2p/version_0/checkpoints/last.ckpt", "--word", "cab"])
+    assert (run / "cab_attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob("*.png"))
+    assert capsys.readouterr().out.endswith(f"seqlit: wrote {Path('runs/g2p/version_0/cab_attention.png')}\n")

@@ -17,7 +17,8 @@ class BestCheckpoint(ModelCheckpoint):
 
     With `monitor: null` (the default) the monitored metric and its direction are the task's own
     (`SeqlitTask.monitor`), set when training starts, and the file name shows it:
-    `best-epoch007-val_wer0.2431.ckpt`. Every other argument is ModelCheckpoint's.
+    `best-epoch007-val_wer0.2431.ckpt`. Every other argument is ModelCheckpoint's; `enable_version_counter`
+    is off, so a run folder holds exactly one `last.ckpt` (never a `last-v1.ckpt` beside it).
     """
 
     def __init__(
@@ -33,7 +34,7 @@ class BestCheckpoint(ModelCheckpoint):
         train_time_interval: timedelta | None = None,
         save_on_train_epoch_end: bool | None = None,
         save_weights_only: bool = False,
-        enable_version_counter: bool = True,
+        enable_version_counter: bool = False,
         verbose: bool = False,
     ) -> None:
         super().__init__(

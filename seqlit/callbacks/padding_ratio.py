@@ -11,6 +11,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from seqlit.padding import padding_fraction, random_batching_padding_ratio
@@ -165,10 +166,8 @@ class PaddingRatioMonitor(pl.Callback):
         if self.random_ratio is not None:
             pl_module.log("data/padding_ratio_random", self.random_ratio, **epoch_log)
             if not self._reported_comparison:
-                rank_zero_info(
-                    f"padding ratio: this loader {ratio:.3f} (first epoch), "
-                    f"random batching would give {self.random_ratio:.3f}"
-                )
+                _say(trainer, f"padding ratio: this loader {ratio:.3f} (first epoch), "
+                              f"random batching would give {self.random_ratio:.3f}")
         self._reported_comparison = True
         if ratio > self.warn_above and not self._warned:
             self._warned = True
@@ -305,4 +304,15 @@ def _positive_int(name: str, value: int) -> int:
     return as_int
 
 
+def _say(trainer: pl.Trainer, message: str) -> None:
+    """One line on the console: through a running tqdm bar (which clears and redraws itself around it) when there is
+    one, else as Lightning's rank-zero info line."""
+    bar = trainer.progress_bar_callback
+    if isinstance(bar, TQDMProgressBar) and bar.is_enabled:
+        bar.print(message)
+    else:
+        rank_zero_info(message)
+
+
 __all__ = ["PaddingRatioMonitor"]
+

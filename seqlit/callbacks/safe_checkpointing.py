@@ -199,7 +199,9 @@ class SafeCheckpointing(Callback):
 
     def _save(self, trainer: pl.Trainer, reason: str) -> None:
         path = self.checkpoint_path(trainer)
-        trainer.save_checkpoint(path)  # every rank: collective; the strategy lets rank 0 write
+        # every rank: collective; the strategy lets rank 0 write. The full state, to resume from (said explicitly:
+        # Lightning logs a line when weights_only is left unset)
+        trainer.save_checkpoint(path, weights_only=False)
         self.saved_path = path
         _announce(
             f"interrupted by {reason} at global step {trainer.global_step} (epoch {trainer.current_epoch}); "

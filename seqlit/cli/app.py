@@ -3,6 +3,9 @@ optimisers by `class_path`, and the subcommands `audit`, `doctor` and `compare` 
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import os
 import re
 import shutil
@@ -20,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from seqlit.audit import run_audit
 from seqlit.callbacks.prediction_writer import PredictionWriter
+from seqlit.cli import init
 from seqlit.cli.checkpoints import (
     check_checkpoint_file,
     describe_model_mismatch,
@@ -30,6 +34,11 @@ from seqlit.cli.checkpoints import (
 from seqlit.compare import add_compare_arguments, run_compare
 from seqlit.doctor import diagnose
 from seqlit.errors import CheckpointMismatchError, SeqlitError
+
+# Imported before any parser is built: jsonargparse's "known subclasses" (in `seqlit fit --help`) lists the
+# subclasses Python has seen, so seqlit's tasks and data modules must be imported to be listed.
+import seqlit.data.datamodules  # noqa: E402, F401  isort: skip
+import seqlit.tasks  # noqa: E402, F401  isort: skip
 
 BASE_CONFIG = Path(__file__).with_name("base.yaml")
 
@@ -78,6 +87,32 @@ def rewrite_shorthands(args: list[str]) -> list[str]:
     return [_SHORTHAND.sub(r"--model.init_args.\1", arg) if isinstance(arg, str) else arg for arg in args]
 
 
+def with_default_model(args: list[str]) -> list[str]:
+    """`fit --config my.yaml` whose files and flags name a data module but no model class: `--model <the data
+    module's default_task>` is put right after the subcommand, so a config's own model settings still apply on
+    top. Anything else is returned unchanged (no data module named: jsonargparse's "model is required")."""
+    if not args or not isinstance(args[0], str) or args[0] not in SeqlitCLI.subcommands():
+        return args
+    data_class, model_named = None, False
+    for index, arg in enumerate(args[1:], start=1):
+        if not isinstance(arg, str):
+            continue
+        key, has_value, inline_value = arg.partition("=")
+        value = inline_value if has_value else (args[index + 1] if index + 1 < len(args) else None)
+        if key == "--config" and isinstance(value, str):
+            settings = _read_yaml(Path(value))
+            model_named = model_named or _names_class(settings.get("model"))
+            data = settings.get("data")
+            data_class = (data if isinstance(data, str) else data.get("class_path") if isinstance(data, dict)
+                          else None) or data_class
+        elif key in ("--model", "--model.class_path"):
+            model_named = True
+        elif key in ("--data", "--data.class_path") and isinstance(value, str):
+            data_class = value
+    task = None if model_named or data_class is None else _default_task(data_class)
+    return args if task is None else [args[0], "--model", task, *args[1:]]
+
+
 class SeqlitCLI(LightningCLI):
     """LightningCLI for seqlit tasks.
 
@@ -89,6 +124,7 @@ class SeqlitCLI(LightningCLI):
     """
 
     test_verbose: bool = True  # print Lightning's test table after fit
+    announce: bool = True  # print seqlit's own lines: where a fit runs and logs, which checkpoint it tests
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.test_results: list[dict[str, float]] | None = None
@@ -118,6 +154,10 @@ class SeqlitCLI(LightningCLI):
             subparser = self._prepare_subcommand_parser(
                 trainer_class, name, **{"description": description, **kwargs.get(name, {})}
             )
+            # Loading a --ckpt_path (and Lightning's SLURM requeue checkpoint) says weights_only explicitly:
+            # seqlit's checkpoints are plain data; `--weights_only false` opens a trusted file of another kind.
+            if any(action.dest == "weights_only" for action in subparser._actions):  # Lightning >= 2.6
+                subparser.set_defaults(weights_only=True)
             self._subcommand_parsers[name] = subparser
             subcommands_action.add_subcommand(name, subparser, help=description)
         for name, description in SEQLIT_SUBCOMMANDS.items():
@@ -128,6 +168,9 @@ class SeqlitCLI(LightningCLI):
             self._subcommand_method_arguments[name] = []
             self._subcommand_parsers[name] = subparser
             subcommands_action.add_subcommand(name, subparser, help=description)
+        # `seqlit init` is run by `seqlit.cli.main` before this parser exists; it is listed here for `seqlit --help`.
+        subcommands_action.add_subcommand("init", LightningArgumentParser(description=init.DESCRIPTION),
+                                          help=init.DESCRIPTION)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # jsonargparse skips a link whose source or target the chosen classes lack.
@@ -145,7 +188,9 @@ class SeqlitCLI(LightningCLI):
         if isinstance(args, (dict, Namespace)):
             self.config = parser.parse_object(args)
         else:
-            self.config = parser.parse_args(rewrite_shorthands(sys.argv[1:] if args is None else list(args)))
+            self.config = parser.parse_args(
+                with_default_model(rewrite_shorthands(sys.argv[1:] if args is None else list(args)))
+            )
         self._config_model = self._model_config()
         check_checkpoint_file(self._subconfig().get("ckpt_path"))
         refuse_checkpoint_of_another_model(self._checkpoint_file(), self._config_model)
@@ -166,6 +211,8 @@ class SeqlitCLI(LightningCLI):
             kwargs["precision"] = default_precision(trainer_config.get("accelerator"))
         trainer = super().instantiate_trainer(**kwargs)
         _share_version_folder(trainer)
+        _drop_unset_wandb_anonymous(trainer)
+        _say_weights_only_on_every_save(trainer)
         return trainer
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
@@ -249,6 +296,13 @@ class SeqlitCLI(LightningCLI):
     def before_fit(self) -> None:
         self._resolve_last_checkpoint()
         self._set_up_data("fit")
+        if self.announce and self.trainer.is_global_zero:
+            trainer = self.trainer
+            devices = f"{trainer.num_devices} x {trainer.strategy.root_device.type}" if trainer.num_devices > 1 \
+                else trainer.strategy.root_device.type
+            seed = self.config["fit"].get("seed_everything")
+            print(f"seqlit: fit on {devices}, precision {trainer.precision}, seed {seed}; logs and checkpoints in "
+                  f"{trainer.log_dir or trainer.default_root_dir}", file=sys.stderr, flush=True)
 
     def before_validate(self) -> None:
         self._resolve_last_checkpoint()
@@ -268,12 +322,22 @@ class SeqlitCLI(LightningCLI):
 
     def after_fit(self) -> None:
         self.fit_metrics = {key: float(value) for key, value in self.trainer.callback_metrics.items()}
+        stopper = self.trainer.early_stopping_callback
+        if self.announce and self.trainer.is_global_zero and stopper is not None and stopper.stopped_epoch > 0:
+            print(f"seqlit: stopped early after epoch {stopper.stopped_epoch}: {stopper.monitor} did not improve for "
+                  f"{stopper.patience} validations (best {float(stopper.best_score):.4f})", file=sys.stderr, flush=True)
         if not self.config[self.subcommand].get("test_after_fit"):
             return
         # The first ModelCheckpoint is the one that tracks the best validation score.
         best_path = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
+        last_path = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or None
+        if self.announce and self.trainer.is_global_zero:
+            tested = f"the best checkpoint {best_path}" if best_path else "the model as trained (no best checkpoint)"
+            last = f" (last: {last_path})" if last_path else ""
+            print(f"seqlit: testing {tested}{last}", file=sys.stderr, flush=True)
         self.test_results = self.trainer.test(
-            self.model, datamodule=self.datamodule, ckpt_path=best_path, verbose=self.test_verbose
+            self.model, datamodule=self.datamodule, ckpt_path=best_path, verbose=self.test_verbose,
+            **_weights_only(self.trainer.test),  # seqlit's checkpoints are plain data
         )
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -323,6 +387,7 @@ class TimedFitCLI(SeqlitCLI):
     """`seqlit fit` that times its training loop (validation included, setup and test not); used by compare."""
 
     test_verbose = False  # compare prints its own lines
+    announce = False
 
     def before_fit(self) -> None:
         from lightning.pytorch.callbacks import Timer
@@ -348,6 +413,31 @@ def _with_base_config(parser_kwargs: dict[str, Any] | None, run: bool) -> dict[s
     for name in SeqlitCLI.subcommands():
         kwargs[name] = {"default_config_files": base, **kwargs.get(name, {})}
     return kwargs
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's top-level settings; {} when it is missing or not a mapping (the parser reports those)."""
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _names_class(model: Any) -> bool:
+    return isinstance(model, str) or (isinstance(model, dict) and "class_path" in model)
+
+
+def _default_task(data_class: str) -> str | None:
+    """The `default_task` of a data module given by class path (or by its name, for seqlit's own)."""
+    for class_path in (data_class, f"seqlit.data.datamodules.{data_class}"):
+        module_name, _, class_name = class_path.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        return getattr(found, "default_task", None)
+    return None
 
 
 def _sets_model(path: Path) -> bool:
@@ -384,6 +474,33 @@ def _set_up_file(path: Path) -> bool:
     return path.name in ("config.yaml", "hparams.yaml") or (
         path.name.startswith("events.out.tfevents.") and path.stat().st_size < 1024
     )
+
+
+def _weights_only(method: Any) -> dict[str, bool]:
+    """`{"weights_only": True}` where Lightning's `method` takes it (Lightning >= 2.6), else nothing."""
+    return {"weights_only": True} if "weights_only" in inspect.signature(method).parameters else {}
+
+
+def _drop_unset_wandb_anonymous(trainer: Trainer) -> None:
+    """Lightning's WandbLogger passes `anonymous=None` to `wandb.init` even when unset, and wandb >= 0.19 warns
+    ("The anonymous setting has no effect") for any value; an unset one is left out before the run starts."""
+    for logger in trainer.loggers:
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
+
+
+def _say_weights_only_on_every_save(trainer: Any) -> None:
+    """Lightning's SLURM requeue handler (`auto_requeue`, configs/cluster) saves with `trainer.save_checkpoint(path)`,
+    leaving weights_only unset, and Lightning then logs "`weights_only` was not set, defaulting to `False`". seqlit's
+    trainer says it on every save: the full, resumable state unless a caller asks for weights only. (A partial of a
+    module-level function, not a closure: a ddp_spawn launch pickles the trainer.)"""
+    trainer.save_checkpoint = functools.partial(_save_saying_weights_only, trainer, type(trainer).save_checkpoint)
+
+
+def _save_saying_weights_only(trainer: Any, save: Any, filepath: Any, weights_only: bool | None = False,
+                              storage_options: Any = None) -> None:
+    save(trainer, filepath, weights_only=bool(weights_only), storage_options=storage_options)
 
 
 def _short_description(method: Any) -> str:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from seqlit.cli import init
 from seqlit.cli.app import SEQLIT_SUBCOMMANDS, SeqlitCLI
 from seqlit.errors import SeqlitError
 
@@ -35,9 +36,16 @@ def main(args: list[str] | None = None) -> None:
     reporting = bool(argv) and argv[0] in SEQLIT_SUBCOMMANDS  # these print their own report
     # A failed audit (a leak, unusable data) exits with 1, so `seqlit audit` can gate a CI job.
     prefix, data_error_code = ("audit failed: ", 1) if argv[:1] == ["audit"] else ("", 2)
+    if argv[:1] == ["init"]:  # writes a config from a data file: no config parser, no trainer
+        try:
+            init.main(argv[1:])
+        except SeqlitError as error:
+            print(f"seqlit: error: {_one_line(str(error))}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return
     try:
-        with quiet_lightning() if reporting else _nothing():
-            cli = SeqlitCLI(args=args, parser_kwargs={"exit_on_error": False})
+        with quiet_lightning() if reporting else quiet_console():
+            cli = SeqlitCLI(args=args, parser_kwargs={"exit_on_error": False, "prog": "seqlit"})
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None
     except ArgumentError as error:
@@ -61,19 +69,65 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(cli.exit_code)
 
 
+# Third-party console lines that tell a seqlit user nothing (or nothing they can act on), each matched by its own
+# message so every other warning, seqlit's own included, still shows.
+NOISE_WARNINGS: tuple[str, ...] = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning 2.6 calling a torch >= 2.10 deprecation
+    # small data: the step-level train/ curves are sparse; the epoch-level metrics are logged regardless
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # resuming (--ckpt_path) writes into the new run's version folder by design; best_model_path still reloads
+    r"The dirpath has changed from",
+    r"LightningCLI's args parameter is intended to run from within Python",
+)
+# Lightning's info lines that seqlit's own lines replace: the device and seed (`seqlit: fit on ...`), the checkpoint
+# a test loads (`seqlit: testing the best checkpoint ...`), and advertisements.
+NOISE_LOG_LINES = re.compile(
+    r"^(\[rank: \d+\] )?(Seed set to |GPU available: |TPU available: |HPU available: |💡 Tip: "
+    r"|Loading `train_dataloader` to estimate number of stepping batches"
+    r"|Restoring states from the checkpoint path at |Loaded model weights from the checkpoint at )"
+)
+_NOISY_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed",
+                  "lightning.pytorch.trainer.connectors.checkpoint_connector")
+
+
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """Drops the known third-party noise (`NOISE_WARNINGS`, `NOISE_LOG_LINES`) for the duration of a command; the
+    filters come off afterwards, so a caller in the same process keeps its own."""
+    log_filter = _DropLines(NOISE_LOG_LINES)
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(log_filter)
+    try:
+        with warnings.catch_warnings():
+            for message in NOISE_WARNINGS:
+                warnings.filterwarnings("ignore", message=f"(?s).*{message}")
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(log_filter)
+
+
+class _DropLines(logging.Filter):
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.pattern.search(record.getMessage()) is None
+
+
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Lightning's info lines (GPU available, seeds, tips) and the CLI's in-Python `args` warning off, for
-    the subcommands that print their own report (`demo`, `compare`, `doctor`, `audit`); the log levels
-    come back afterwards, so a caller in the same process (a notebook, a test session) keeps its own."""
+    """Lightning's info lines off, and `quiet_console`'s filters on, for the subcommands that print their own
+    report (`demo`, `compare`, `doctor`, `audit`); the log levels come back afterwards, so a caller in the same
+    process (a notebook, a test session) keeps its own."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # a Lightning-internal deprecation
+        with quiet_console():
             yield
     finally:
         for logger, level in zip(loggers, levels):
@@ -96,14 +150,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def _explain_argument_error(message: str) -> str:
     """Turns jsonargparse's 'Option X is not accepted' into the class that lacks it, the closest valid names and,
     for a setting that belongs to one of a task's parts (e.g. `hidden_size` of its encoder), the full key."""
+    if re.search(r"the following arguments are required: \w+\.model\b", message):
+        return ("the config names no model, and no data module whose task seqlit could use: add a `data:` section "
+                "(e.g. class_path: seqlit.data.datamodules.SequenceClassificationDataModule) or `model: <task>` with "
+                "a task from seqlit.tasks (SequenceClassifier, Forecaster, LanguageModel, Seq2SeqModel). `seqlit init "
+                "--data my.csv --task classify` writes a config for a data file.")
     option_match = re.search(r"Option '(\w+)' is not accepted", message)
     if option_match is None:
         return _explain_invalid_value(message) or _one_line(message)

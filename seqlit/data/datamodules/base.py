@@ -84,6 +84,9 @@ class SeqlitDataModule(pl.LightningDataModule):
     """
 
     collate: Callable[[list[Any]], Any]
+    # The task a config that names no model trains (`seqlit fit` with a data section only); a class path, so
+    # data never imports tasks.
+    default_task: str | None = None
 
     def __init__(self, loader: LoaderSettings) -> None:
         super().__init__()

@@ -14,7 +14,8 @@ from seqlit.data.datamodules.base import LoaderSettings, SeqlitDataModule, Stage
 from seqlit.data.normalise import FeatureNormalizer
 from seqlit.data.sources import SequenceRecords, load_japanese_vowels, load_long_format
 from seqlit.data.split_audit import audit
-from seqlit.data.splits import Split, chronological_split, entity_split, stratified_split
+from seqlit.data.split_values import format_time
+from seqlit.data.splits import EmptySplitError, Split, chronological_split, entity_split, stratified_split
 from seqlit.errors import DataError, check_checkpoint_matches
 
 DEFAULT_LOADER = LoaderSettings(batch_size=32)
@@ -36,6 +37,8 @@ class SequenceClassificationDataModule(SeqlitDataModule):
         loader: batching and loading (`LoaderSettings`); None: `DEFAULT_LOADER`, 32 sequences per batch (also in
             evaluation), bucketed by length.
     """
+
+    default_task = "seqlit.tasks.SequenceClassifier"
 
     def __init__(
         self,
@@ -189,12 +192,20 @@ class SequenceClassificationDataModule(SeqlitDataModule):
             split = Split(train=np.sort(train), val=np.sort(val), test=np.sort(test))
             audit(split, mode="none")
         elif self.split_mode == "chronological":
-            split = chronological_split(
-                records.start_times,
-                records.end_times,
-                val_fraction=self.val_fraction,
-                test_fraction=test_fraction,
-            )
+            _check_shared_time_axis(records.start_times)
+            try:
+                split = chronological_split(
+                    records.start_times,
+                    records.end_times,
+                    val_fraction=self.val_fraction,
+                    test_fraction=test_fraction,
+                )
+            except EmptySplitError as error:
+                # chronological_split's own fix names its function arguments; the data module has fractions only.
+                raise EmptySplitError(
+                    f"{str(error).split(' Fix:')[0]} Fix: lower data.val_fraction / data.test_fraction, provide "
+                    "more data, or use split: stratified (the default) or split: entity."
+                ) from None
             audit(split, entities=records.entities, start_times=records.start_times,
                   end_times=records.end_times, mode="chronological")
         elif self.split_mode == "entity":
@@ -256,6 +267,23 @@ class SequenceClassificationDataModule(SeqlitDataModule):
                 "sequences or make sure the training split contains every class."
             )
 
+
+
+def _check_shared_time_axis(start_times: np.ndarray) -> None:
+    """A chronological split cuts one time axis that all sequences share; when most sequences start at the
+    same time stamp (time restarts at 0 in every sequence, as in recordings or sessions), no cut by time
+    can separate them, so this refuses the split and names the ones that fit."""
+    if len(start_times) < 2:
+        return
+    stamps, counts = np.unique(start_times, return_counts=True)
+    most = int(counts.argmax())
+    if counts[most] * 2 > len(start_times):
+        raise DataError(
+            f"split: chronological needs sequences on one shared time axis, but {counts[most]} of "
+            f"{len(start_times)} sequences start at time {format_time(stamps[most])} (time restarts in every sequence), "
+            "so no cut by time can separate them. Use split: stratified (the default: held-out sequences in every "
+            "class's proportion) or split: entity (whole entities held out)."
+        )
 
 
 def _sorted_labels(labels: np.ndarray | None) -> list[str]:

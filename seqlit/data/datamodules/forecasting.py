@@ -61,6 +61,8 @@ class ForecastingDataModule(SeqlitDataModule):
             evaluation), bucketed by context length.
     """
 
+    default_task = "seqlit.tasks.Forecaster"
+
     def __init__(
         self,
         dataset: Literal["m1_yearly", "long_format"] = "m1_yearly",

@@ -66,6 +66,8 @@ class LanguageModelDataModule(SeqlitDataModule):
             `seqlit predict` continues one prompt per batch.
     """
 
+    default_task = "seqlit.tasks.LanguageModel"
+
     def __init__(
         self,
         corpus: Literal["pydoc", "files"] = "pydoc",

@@ -81,6 +81,8 @@ class Seq2SeqDataModule(SeqlitDataModule):
             evaluation words per batch, bucketed by word length.
     """
 
+    default_task = "seqlit.tasks.Seq2SeqModel"
+
     def __init__(
         self,
         dataset: Literal["cmudict", "pronunciation_file", "parallel_file", "pinyin_phrases"] = "cmudict",

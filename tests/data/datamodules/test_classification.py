@@ -155,3 +155,45 @@ def test_unknown_test_label_and_too_long_sequences(tmp_path: Path) -> None:
 def test_missing_train_path_is_a_clear_error() -> None:
     with pytest.raises(DataError, match="train_path"):
         SequenceClassificationDataModule(dataset="long_format")
+
+
+def _restarting_csv(path: Path, n_sequences: int = 12) -> Path:
+    """Independent recordings whose time restarts at 0 (the README's own-data shape), rows shuffled."""
+    rng = np.random.default_rng(0)
+    rows = [{"entity": f"s{i}", "time": step, "x": rng.normal(), "label": "abc"[i % 3]}
+            for i in range(n_sequences) for step in range(int(rng.integers(3, 9)))]
+    pd.DataFrame(rows).sample(frac=1, random_state=0).to_csv(path, index=False)
+    return path
+
+
+def test_the_default_split_fits_sequences_whose_time_restarts(tmp_path: Path) -> None:
+    datamodule = SequenceClassificationDataModule(dataset="long_format",
+                                                  train_path=str(_restarting_csv(tmp_path / "r.csv")))
+    datamodule.setup("fit")
+    assert datamodule.split_mode == "stratified"
+    assert all(len(datamodule.datasets[name]) > 0 for name in ("train", "val", "test"))
+
+
+def test_a_chronological_split_of_restarting_time_names_the_splits_that_fit(tmp_path: Path) -> None:
+    datamodule = SequenceClassificationDataModule(
+        dataset="long_format", train_path=str(_restarting_csv(tmp_path / "r.csv")), split="chronological"
+    )
+    with pytest.raises(DataError) as error:
+        datamodule.setup("fit")
+    message = str(error.value)
+    assert "12 of 12 sequences start at time 0 (time restarts in every sequence)" in message
+    assert "split: stratified" in message and "split: entity" in message and "val_start" not in message
+
+
+def test_an_empty_chronological_split_names_the_data_modules_own_options(tmp_path: Path) -> None:
+    # Three long sequences that overlap in time: no cut leaves one wholly before another.
+    rows = [{"entity": f"s{i}", "time": i + step, "x": float(step), "label": "ab"[i % 2]}
+            for i in range(3) for step in range(20)]
+    pd.DataFrame(rows).to_csv(tmp_path / "overlap.csv", index=False)
+    datamodule = SequenceClassificationDataModule(dataset="long_format", train_path=str(tmp_path / "overlap.csv"),
+                                                  split="chronological")
+    with pytest.raises(DataError, match="is empty") as error:
+        datamodule.setup("fit")
+    message = str(error.value)
+    assert "data.val_fraction / data.test_fraction" in message and "split: stratified" in message
+    assert "move val_start" not in message and "move test_start" not in message

@@ -42,7 +42,7 @@ class ForecastingFigures(FigureMaker):
     def make(self, module: Any, items: Any | None, epoch: int) -> list[Artifact]:
         artifacts: list[Artifact] = []
         if items is not None:
-            artifacts.append(self._forecast_figure(module, items, epoch))
+            artifacts += self._forecasts(module, items, epoch)
         if self._mase:
             mase = torch.cat(self._mase).double().cpu().numpy()  # (N,)
             indices = torch.cat(self._indices).cpu().numpy()  # (N,)
@@ -52,7 +52,8 @@ class ForecastingFigures(FigureMaker):
             artifacts.append(TableArtifact("val_worst_mase", ["epoch", "window", "mase"], rows))
         return artifacts
 
-    def _forecast_figure(self, module: Any, items: Any, epoch: int) -> Artifact:
+    def _forecasts(self, module: Any, items: Any, epoch: int) -> list[Artifact]:
+        """The fixed windows' forecasts as a figure and as a table (point forecast and truth per step)."""
         forecasts = _original(module(items), items).cpu().numpy()  # (B, H, Q)
         history = _original(items.inputs[..., 0], items).cpu().numpy()  # (B, T)
         truth = _original(items.targets, items).cpu().numpy()  # (B, H)
@@ -82,7 +83,12 @@ class ForecastingFigures(FigureMaker):
             ax.axis("off")
         flat[0].legend(fontsize=7, loc="best")
         figure.suptitle(f"forecasts, epoch {epoch}")
-        return render("forecasts", figure)
+        rows = [
+            [epoch, int(index), " ".join(f"{v:.4g}" for v in forecasts[row, :, point_index]),
+             " ".join(f"{v:.4g}" if seen else "nan" for v, seen in zip(truth[row], observed[row]))]
+            for row, index in enumerate(items.indices.tolist())
+        ]
+        return [render("forecasts", figure), TableArtifact("val_forecasts", ["epoch", "window", "forecast", "truth"], rows)]
 
 
 def mase_distribution_figure(mase: np.ndarray, epoch: int) -> Artifact:

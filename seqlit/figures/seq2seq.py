@@ -74,6 +74,7 @@ def attention_figure(panels: list[tuple[list[str], list[str], Any]], epoch: int)
             ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(source)), labels=source, fontsize=7)
         ax.set_yticks(range(len(target)), labels=target, fontsize=7)
+        ax.set_title("".join(source) if all(len(s) == 1 for s in source) else " ".join(source), fontsize=8)
     for ax in flat[len(panels):]:
         ax.axis("off")
     figure.suptitle(f"attention (greedy decode), epoch {epoch}")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from seqlit.errors import SeqlitError
 from seqlit.figures.artifacts import new_figure, render
@@ -79,7 +80,7 @@ def _test_metrics(metrics: pd.DataFrame | None) -> str:
 def _curves(epochs: pd.DataFrame | None) -> str:
     if epochs is None:
         return _missing("no metrics.csv.")
-    names = sorted({_base_name(c) for c in epochs.columns if c.startswith(CURVE_PREFIXES)})
+    names = sorted({_base_name(c) for c in epochs.columns if c.startswith(CURVE_PREFIXES) and not c.endswith("_step")})
     if not names:
         return _missing("no per-epoch training or validation metrics.")
     columns = 3 if len(names) > 2 else len(names)
@@ -92,6 +93,7 @@ def _curves(epochs: pd.DataFrame | None) -> str:
             ax.plot(series.index, series.values, marker=".", label=stage_column)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     for ax in list(flat)[len(names):]:
@@ -118,6 +120,7 @@ def _gradients(epochs: pd.DataFrame | None) -> str:
             series = epochs[column].dropna()
             ax.plot(series.index, series.values, marker=".", label=column)
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -146,6 +149,7 @@ def _padding(epochs: pd.DataFrame | None) -> str:
         axes[1].plot(series.index, series.values, marker=".", color="tab:green")
     axes[1].set_title("real tokens per second", fontsize=9)
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch", fontsize=8)
         ax.grid(alpha=0.3)
     return _table(["metric (mean over epochs)", "value"], summary) + _image(render("padding", figure).png,

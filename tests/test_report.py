@@ -22,22 +22,22 @@ SECTIONS = ("Test metrics", "Curves", "Gradient norms by layer", "Padding and th
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny two-epoch JapaneseVowels run with figures at both epochs and test metrics."""
+    """A tiny two-epoch JapaneseVowels run with the base config's callbacks (figures at the last epoch) and test
+    metrics."""
     folder = tmp_path_factory.mktemp("report")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # logs and checkpoints go to folder/runs
+        torch.set_num_threads(1)
         cli = SeqlitCLI(args=[
             "fit", "--config", str(REPO / "configs/japanese_vowels_gru.yaml"),
             "--model.init_args.encoder.init_args.hidden_size", "8",
             "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3", "--trainer.log_every_n_steps", "1",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.default_root_dir", str(folder / "runs"), "--run_name", "jv",
-            "--trainer.logger.init_args.save_dir", str(folder / "runs"),  # applies to both of the base's loggers
+            "--run_name", "jv",
         ])
-    finally:
-        torch.set_num_threads(threads)
-    return Path(cli.trainer.log_dir)
+    torch.set_num_threads(threads)
+    return folder / cli.trainer.log_dir
 
 
 def test_report_has_every_section_inlined_images_and_no_network(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

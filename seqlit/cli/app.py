@@ -25,6 +25,7 @@ from seqlit.cli.checkpoints import (
     refuse_checkpoint_of_another_model,
     settings_replaced_by_checkpoint,
 )
+from seqlit.cli.save_config import SaveConfigToLoggers
 from seqlit.compare import add_compare_arguments, run_compare
 from seqlit.doctor import diagnose
 from seqlit.errors import CheckpointMismatchError
@@ -96,6 +97,7 @@ class SeqlitCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", SaveConfigToLoggers)  # config.yaml, and the W&B run's config
         kwargs.setdefault("auto_configure_optimizers", False)  # tasks take optimizer factories themselves
         kwargs["parser_kwargs"] = _with_base_config(kwargs.get("parser_kwargs"), run=kwargs.get("run", True))
         super().__init__(*args, **kwargs)

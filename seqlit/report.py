@@ -163,6 +163,8 @@ def _task_figures(run_dir: Path) -> str:
     latest = folders[-1]
     parts = [f"<p class='note'>{html.escape(latest.name.replace('_', ' '))}</p>"]
     for png in sorted(latest.glob("*.png")):
+        if png.stem == "grad_norms":
+            continue  # the gradient section draws it from metrics.csv
         parts.append(f"<h3>{html.escape(png.stem)}</h3>" + _image(png.read_bytes(), png.stem))
     for table in sorted(latest.glob("*.csv")):
         with open(table, newline="", encoding="utf-8") as handle:

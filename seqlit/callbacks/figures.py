@@ -26,7 +26,10 @@ class TaskFigures(Callback):
 
     Figures are drawn at the end of every `every_n_epochs`-th validation, of the last epoch and of one that
     early stopping ends the run at (EarlyStopping must come before this callback in the list, as in the
-    base config). The same `max_items` validation items, a sample seeded by `seed`, are shown every time.
+    base config). `max_overhead` caps the drawing time at that share of the fit's wall time so far: where
+    epochs are shorter than a drawing (a tiny data set), a scheduled drawing waits for a later epoch
+    (the final one is always drawn); null lifts the cap. The same `max_items` validation items, a sample
+    seeded by `seed`, are shown every time.
     Images and tables go to TensorBoard (images, Markdown text) and W&B (`wandb.Image`, `wandb.Table`) under
     `figures/<name>` and `tables/<name>`, and to `<version dir>/figures/epoch_NNN/<name>.png|.csv`.
     """
@@ -38,11 +41,15 @@ class TaskFigures(Callback):
         seed: int = 0,
         makers: list[FigureMaker] | None = None,
         grad_norms: bool = True,
+        max_overhead: float | None = 0.03,
     ) -> None:
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be a positive int (1 draws at every validation), got {every_n_epochs!r}.")
         if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 0:
             raise ValueError(f"max_items must be an int >= 0 (0 shows no fixed items), got {max_items!r}.")
+        if max_overhead is not None and not 0.0 < max_overhead <= 1.0:
+            raise ValueError(f"max_overhead must be in (0, 1] (a share of the fit's time) or null, got {max_overhead!r}.")
+        self.max_overhead = max_overhead
         self.every_n_epochs = every_n_epochs
         self.max_items = max_items
         self.seed = seed
@@ -54,8 +61,15 @@ class TaskFigures(Callback):
         self._active: list[FigureMaker] = []
         self._observing = False
         self._items: list[Any] | None = None  # per maker, on the CPU
+        self._fit_started = time.perf_counter()
+        self._last_cost = 0.0  # seconds of the latest drawing
+        self._owed = False  # a scheduled drawing was put off by the time cap
 
     # ---- collecting --------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
+        self._owed = False
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.makers is not None:
             self._active = self.makers
@@ -106,7 +120,8 @@ class TaskFigures(Callback):
             artifacts.append(grad_norm_heatmap(self._grad_history))
         if artifacts:
             self.last_folder = publish(trainer.loggers, artifacts, trainer.current_epoch, trainer.global_step)
-        self.seconds_spent += time.perf_counter() - started
+        self._last_cost = time.perf_counter() - started
+        self.seconds_spent += self._last_cost
 
     def state_dict(self) -> dict[str, Any]:
         return {"grad_history": {name: dict(values) for name, values in self._grad_history.items()}}
@@ -126,7 +141,14 @@ class TaskFigures(Callback):
             return True  # `seqlit validate`: the one validation there is
         epoch = trainer.current_epoch
         last = trainer.max_epochs is not None and trainer.max_epochs > 0 and epoch + 1 >= trainer.max_epochs
-        return (epoch + 1) % self.every_n_epochs == 0 or last or trainer.should_stop
+        if last or trainer.should_stop:
+            return True
+        if not (self._owed or (epoch + 1) % self.every_n_epochs == 0):
+            return False
+        elapsed = time.perf_counter() - self._fit_started
+        within = self.max_overhead is None or self.seconds_spent + self._last_cost <= self.max_overhead * elapsed
+        self._owed = not within
+        return within
 
     def _fixed_items(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[Any]:
         """Each maker's seeded validation items, chosen once per run (kept on the CPU), on the module's device."""

@@ -7,6 +7,7 @@ import csv
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ trainer:
   callbacks:
     - seqlit.callbacks.GradNormMonitor
     - class_path: seqlit.callbacks.TaskFigures
-      init_args: {every_n_epochs: 1, max_items: 3}
+      init_args: {every_n_epochs: 1, max_items: 3, max_overhead: null}
 """
 # recipe, tiny-model flags, expected images, expected tables, the table and column naming the fixed items
 CASES = {
@@ -149,3 +150,26 @@ def test_figures_are_drawn_every_n_epochs_and_at_the_last() -> None:
 def test_rejects_a_bad_schedule() -> None:
     with pytest.raises(ValueError, match="every_n_epochs"):
         TaskFigures(every_n_epochs=0)
+    with pytest.raises(ValueError, match="max_overhead"):
+        TaskFigures(max_overhead=0.0)
+
+
+def test_time_cap_puts_a_drawing_off_until_the_budget_allows_and_always_draws_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    callback = TaskFigures(every_n_epochs=2, max_overhead=0.03)
+    callback._fit_started, callback.seconds_spent, callback._last_cost = 0.0, 1.0, 1.0
+    trainer = SimpleNamespace(state=SimpleNamespace(fn="fit"), current_epoch=1, max_epochs=100, should_stop=False)
+    clock = {"now": 50.0}  # 2 s of drawing would be 4% of 50 s
+    monkeypatch.setattr("seqlit.callbacks.figures.time.perf_counter", lambda: clock["now"])
+    assert not callback._due(trainer)  # scheduled, but over the cap: owed
+    trainer.current_epoch, clock["now"] = 2, 60.0  # not a scheduled epoch, still over the cap (2 / 60 > 3%)
+    assert not callback._due(trainer)
+    trainer.current_epoch, clock["now"] = 4, 70.0  # not scheduled either, but 2 / 70 < 3%: the owed drawing
+    assert callback._due(trainer)
+    trainer.current_epoch = 6  # neither scheduled nor owed
+    assert not callback._due(trainer)
+    trainer.current_epoch, clock["now"] = 99, 71.0  # the last epoch, whatever the cap says
+    assert callback._due(trainer)
+    trainer.current_epoch, trainer.should_stop = 10, True  # early stopping ends the run here
+    assert callback._due(trainer)

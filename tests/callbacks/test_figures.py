@@ -173,3 +173,22 @@ def test_time_cap_puts_a_drawing_off_until_the_budget_allows_and_always_draws_th
     assert callback._due(trainer)
     trainer.current_epoch, trainer.should_stop = 10, True  # early stopping ends the run here
     assert callback._due(trainer)
+
+
+def test_makers_are_chosen_from_yaml_by_class_path() -> None:
+    Path("makers.yaml").write_text("""
+trainer:
+  callbacks:
+    - class_path: seqlit.callbacks.TaskFigures
+      init_args:
+        every_n_epochs: 3
+        makers:
+          - {class_path: seqlit.figures.ClassificationFigures}
+          - {class_path: seqlit.figures.Seq2SeqFigures, init_args: {beam: false, max_heatmaps: 2}}
+""", encoding="utf-8")
+    cli = SeqlitCLI(args=["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--config", "makers.yaml"],
+                    run=False)
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, TaskFigures)]
+    assert callback.every_n_epochs == 3
+    assert [type(m).__name__ for m in callback.makers or []] == ["ClassificationFigures", "Seq2SeqFigures"]
+    assert callback.makers is not None and callback.makers[1].beam is False

@@ -39,7 +39,10 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         from lightning.pytorch.loggers import WandbLogger
 
         wandb_logger = next(logger for logger in cli.trainer.loggers if isinstance(logger, WandbLogger))
-        wandb_logger.experiment.finish()  # the offline files are complete only once the run has finished
+        wandb_logger.experiment.finish()
+        import wandb
+
+        wandb.teardown()  # stops wandb's service, which writes the offline run file: complete before it is read
     torch.set_num_threads(threads)
     (run,) = (folder / "runs" / "wandb").glob("offline-run-*")
     return folder / cli.trainer.log_dir, run

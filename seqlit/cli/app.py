@@ -196,6 +196,11 @@ class SeqlitCLI(LightningCLI):
                 init_args["name"] = run_name
             if "save_dir" in init_args and init_args.get("save_dir") is None:
                 init_args["save_dir"] = str(root)
+            if str(getattr(logger, "class_path", "")).endswith("WandbLogger") and init_args.get("save_dir"):
+                # wandb's service process outlives a run and resolves a relative folder against its own working
+                # directory, the one of the first run in this process: a later run from another folder (a
+                # notebook, a test session) would write its .wandb file there.
+                init_args["save_dir"] = str(Path(init_args["save_dir"]).resolve())
 
     def _default_run_name(self, config: Any) -> str:
         """The name of the last --config file that sets the model (overlays such as a logger or cluster file

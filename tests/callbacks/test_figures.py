@@ -128,7 +128,10 @@ def test_classification_figures_reach_the_offline_wandb_run(monkeypatch: pytest.
     from lightning.pytorch.loggers import WandbLogger
 
     run = next(logger for logger in cli.trainer.loggers if isinstance(logger, WandbLogger)).experiment
-    run.finish()  # waits for the offline run file to be written before it is read (a CLI process does this at exit)
+    run.finish()
+    import wandb
+
+    wandb.teardown()  # stops wandb's service, which writes the offline run file: complete before it is read
     runs = list(Path("runs/wandb").glob("offline-run-*"))
     assert len(runs) == 1
     media = runs[0] / "files" / "media"

@@ -79,3 +79,15 @@ def test_headless_chromium_draws_the_report(run_dir: Path, tmp_path: Path) -> No
     grey = pixels[..., :3].mean(axis=-1)  # (H, W)
     assert (grey < 0.5).mean() > 0.01  # text and plot lines, not a blank white page
     assert len(np.unique((pixels[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50  # plots in colour
+
+
+def test_the_readme_report_commands_run(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Loggers, validation figures and `seqlit report`\n", 1)[1].split("\n### ", 1)[0]
+    commands = [line.split("#")[0].split() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+                for line in block.splitlines() if line.startswith("seqlit report")]
+    assert len(commands) == 2
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        main([str(run_dir) if arg == "runs/japanese_vowels_gru/version_0" else arg for arg in command[1:]])
+    assert (run_dir / "report.html").is_file() and (tmp_path / "jv.html").is_file()

@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/kernels.py
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/callback_overhead.py
+	$(BIN)/python benchmarks/callback_overhead.py --figures
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache .hypothesis

@@ -1,15 +1,24 @@
-"""Throughput cost of the observability callbacks (GradNormMonitor + PaddingRatioMonitor).
+"""Throughput cost of the observability callbacks (GradNormMonitor + PaddingRatioMonitor), and the share of
+training time the validation figures (TaskFigures) take at their defaults.
 
-Trains the same model on the same batches with and without the callbacks, alternating the two
-settings over several rounds in one process, and prints the ratio of their tokens/s (machines are
+Step callbacks: trains the same model on the same batches with and without the callbacks, alternating the
+two settings over several rounds in one process, and prints the ratio of their tokens/s (machines are
 noisy, so only the ratio measured in one run means anything).
 
+Figures (`--figures`): fits each recipe as `seqlit fit` does (its own config on the shared base, so
+TaskFigures at its defaults: every 5th epoch and the last), for `--figure-epochs` epochs without the test,
+and prints the seconds TaskFigures spent drawing (its own clock, rank 0) over the seconds of the training
+loop (validation included, `TimedFitCLI`). Both clocks run in the same process at the same time, so the
+share holds on a busy machine too, where a paired with/without timing would drown in noise.
+
     python benchmarks/callback_overhead.py [--rounds 4] [--steps 40] [--log-every 1]
+    python benchmarks/callback_overhead.py --figures [--figure-epochs 10] [--recipes configs/x.yaml ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import warnings
@@ -31,8 +40,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--log-every", type=int, default=1, help="callbacks' log interval (1 = worst case)")
     parser.add_argument("--items", type=int, default=1500)
+    parser.add_argument("--figures", action="store_true", help="measure TaskFigures' share of training time instead")
+    parser.add_argument("--figure-epochs", type=int, default=10)
+    parser.add_argument("--recipes", nargs="*", default=list(FIGURE_RECIPES))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.figures:
+        figures_share(args.recipes, args.figure_epochs)
+        return
 
     samples, lengths = _long_tailed_samples(args.items)
     timings: dict[str, list[float]] = {"without": [], "with": []}
@@ -56,6 +71,35 @@ def main() -> None:
     print(f"tokens/s without callbacks: {tokens['without'] / without:,.0f} (median of {args.rounds})")
     print(f"tokens/s with callbacks:    {tokens['with'] / with_callbacks:,.0f}")
     print(f"throughput ratio with/without: {ratio:.3f} (overhead {100 * (1 - ratio):.1f}%)")
+
+
+def figures_share(recipes: list[str], epochs: int) -> None:
+    """One fit per recipe at the base config's TaskFigures defaults; prints its drawing time / training time."""
+    import tempfile
+    from pathlib import Path
+
+    from seqlit.callbacks import TaskFigures
+    from seqlit.cli import TimedFitCLI, quiet_lightning
+
+    print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads {torch.get_num_threads()}")
+    print("| recipe | epochs | training loop s | drawings | figures s | per drawing s | share of training |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for recipe in recipes:
+        config = Path(recipe).resolve()
+        with tempfile.TemporaryDirectory() as folder, quiet_lightning(), contextlib.chdir(folder):  # logs go to folder/runs
+            cli = TimedFitCLI(args=[
+                "fit", "--config", str(config), "--trainer.max_epochs", str(epochs),
+                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                "--test_after_fit", "false", "--run_name", "bench",
+            ])
+            callback = next(c for c in cli.trainer.callbacks if isinstance(c, TaskFigures))
+            drawings = len(list(Path(cli.trainer.log_dir).glob("figures/epoch_*")))
+        seconds, drawn = cli.train_seconds, callback.seconds_spent
+        print(f"| {Path(recipe).stem} | {cli.trainer.current_epoch} | {seconds:.1f} | {drawings} | {drawn:.2f} | "
+              f"{drawn / max(drawings, 1):.2f} | {100 * drawn / seconds:.1f}% |")
+
+
+FIGURE_RECIPES = ("configs/japanese_vowels_gru.yaml", "configs/m1_yearly_gru.yaml")  # the two that fit in minutes
 
 
 def _long_tailed_samples(n_items: int) -> tuple[list[Sample], list[int]]:

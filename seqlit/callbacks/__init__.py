@@ -2,6 +2,7 @@
 
 from seqlit.callbacks.best_checkpoint import BestCheckpoint
 from seqlit.callbacks.early_stopping import EarlyStopping
+from seqlit.callbacks.figures import TaskFigures
 from seqlit.callbacks.grad_norm import GradNormMonitor
 from seqlit.callbacks.loss_scale import LossScaleMonitor
 from seqlit.callbacks.nonfinite_guard import NonFiniteGuard
@@ -22,4 +23,5 @@ __all__ = [
     "ProgressBar",
     "RNGStateCheckpoint",
     "SafeCheckpointing",
+    "TaskFigures",
 ]

@@ -144,9 +144,13 @@ class GradNormMonitor(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Epoch means of every logged norm (`<key>_epoch`): the default per-epoch dashboard view."""
-        means = {f"{key}_epoch": total / self._epoch_counts[key] for key, total in self._epoch_sums.items()}
+        means = self.epoch_means()
         if means:
             _write(trainer, means)
+
+    def epoch_means(self) -> dict[str, float]:
+        """This epoch's mean of every norm logged so far (`<key>_epoch`), what `on_train_epoch_end` writes."""
+        return {f"{key}_epoch": total / self._epoch_counts[key] for key, total in self._epoch_sums.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"warned": sorted(self._warned)}

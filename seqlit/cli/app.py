@@ -31,6 +31,7 @@ from seqlit.cli.checkpoints import (
     refuse_checkpoint_of_another_model,
     settings_replaced_by_checkpoint,
 )
+from seqlit.cli.save_config import SaveConfigToLoggers
 from seqlit.compare import add_compare_arguments, run_compare
 from seqlit.doctor import diagnose
 from seqlit.errors import CheckpointMismatchError, SeqlitError
@@ -134,6 +135,7 @@ class SeqlitCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", SaveConfigToLoggers)  # config.yaml, and the W&B run's config
         kwargs.setdefault("auto_configure_optimizers", False)  # tasks take optimizer factories themselves
         kwargs["parser_kwargs"] = _with_base_config(kwargs.get("parser_kwargs"), run=kwargs.get("run", True))
         super().__init__(*args, **kwargs)
@@ -244,6 +246,11 @@ class SeqlitCLI(LightningCLI):
                 init_args["name"] = run_name
             if "save_dir" in init_args and init_args.get("save_dir") is None:
                 init_args["save_dir"] = str(root)
+            if str(getattr(logger, "class_path", "")).endswith("WandbLogger") and init_args.get("save_dir"):
+                # wandb's service process outlives a run and resolves a relative folder against its own working
+                # directory, the one of the first run in this process: a later run from another folder (a
+                # notebook, a test session) would write its .wandb file there.
+                init_args["save_dir"] = str(Path(init_args["save_dir"]).resolve())
 
     def _default_run_name(self, config: Any) -> str:
         """The name of the last --config file that sets the model (overlays such as a logger or cluster file

@@ -29,6 +29,11 @@ def main(args: list[str] | None = None) -> None:
     143 a fit stopped by SIGTERM (128 + SIGTERM, as if killed), so schedulers do not count it as done.
     """
     argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["report"]:  # reads a finished run's folder: no config, model or data to parse
+        from seqlit.report import main as report_main
+
+        report_main(argv[1:])
+        return
     # Parts named in a config (`cell: my_cells.IndRNNCell`) import from the folder the command runs in, as
     # with `python -m`; the console script alone would only see installed packages.
     if os.getcwd() not in sys.path and "" not in sys.path:

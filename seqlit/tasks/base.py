@@ -26,6 +26,8 @@ class SeqlitTask(pl.LightningModule):
     """
 
     monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")
+    # which validation figures `seqlit.callbacks.TaskFigures` draws by default (see seqlit.figures.MAKERS_BY_FAMILY)
+    figure_family: ClassVar[str | None] = None
     patience: ClassVar[int] = 20  # validations without improvement before early stopping gives up
     size_parameters: ClassVar[tuple[str, ...]] = ()
     cell_parameters: ClassVar[tuple[str, ...]] = ()

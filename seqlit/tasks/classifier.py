@@ -34,6 +34,7 @@ class SequenceClassifier(SeqlitTask):
     dropout 0.2 before the linear head, AdamW with 5% warmup and cosine decay.
     """
 
+    figure_family: ClassVar[str | None] = "classification"
     size_parameters: ClassVar[tuple[str, ...]] = ("encoder.hidden_size",)
     cell_parameters: ClassVar[tuple[str, ...]] = ("encoder.cell",)
     bidirectional_parameters: ClassVar[tuple[str, ...]] = ("encoder.bidirectional",)
@@ -92,8 +93,9 @@ class SequenceClassifier(SeqlitTask):
         # The summed loss is divided by the targets of the whole (accumulated) step after backward.
         return summed
 
-    def validation_step(self, batch: SeqBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
+    def validation_step(self, batch: SeqBatch, batch_idx: int) -> Tensor:
+        """-> logits (B, C), which validation callbacks (seqlit.callbacks.TaskFigures) receive as `outputs`."""
+        return self._evaluate(batch, "val", self.val_metrics)
 
     def test_step(self, batch: SeqBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_metrics)
@@ -116,9 +118,10 @@ class SequenceClassifier(SeqlitTask):
             fix="use the training data's label set or train a new model.",
         )
 
-    def _evaluate(self, batch: SeqBatch, stage: str, metrics: MetricCollection) -> None:
+    def _evaluate(self, batch: SeqBatch, stage: str, metrics: MetricCollection) -> Tensor:
         logits = self(batch.inputs, batch.lengths, batch.mask)  # (B, C)
         metrics.update(logits, batch.targets)
         self.eval_losses[stage].update(F.cross_entropy(logits, batch.targets, reduction="sum"), batch.batch_size)
         self.log(f"{stage}/loss", self.eval_losses[stage], on_epoch=True, prog_bar=stage == "val")
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")
+        return logits.detach()

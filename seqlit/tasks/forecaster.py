@@ -41,6 +41,7 @@ class Forecaster(SeqlitTask):
     """
 
     monitor: ClassVar[tuple[str, str]] = ("val/mase", "min")
+    figure_family: ClassVar[str | None] = "forecasting"
     size_parameters: ClassVar[tuple[str, ...]] = ("network.hidden_size",)
     cell_parameters: ClassVar[tuple[str, ...]] = ("network.cell",)
     bidirectional_parameters: ClassVar[tuple[str, ...]] = ("network.bidirectional",)
@@ -117,8 +118,9 @@ class Forecaster(SeqlitTask):
         if self.autoregressive:  # the probability in force at the epoch's end, also for runs shorter than a log interval
             self.log("train/teacher_forcing_prob", self.teacher_forcing(max(0, self.global_step - 1)), on_epoch=True)
 
-    def validation_step(self, batch: ForecastBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def validation_step(self, batch: ForecastBatch, batch_idx: int) -> Tensor:
+        """-> (B, H, Q) scaled forecasts, which validation callbacks (seqlit.callbacks.TaskFigures) receive."""
+        return self._evaluate(batch, "val")
 
     def test_step(self, batch: ForecastBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -179,7 +181,7 @@ class Forecaster(SeqlitTask):
         extra = (1,) * (scaled.dim() - 1)
         return scaled.to(torch.float64) * batch.scale.view(-1, *extra) + batch.location.view(-1, *extra)
 
-    def _evaluate(self, batch: ForecastBatch, stage: str) -> None:
+    def _evaluate(self, batch: ForecastBatch, stage: str) -> Tensor:
         predictions = self(batch)  # (B, H, Q)
         # Summed states, so the DDP loss covers every rank's windows exactly (see seqlit.metrics.mean).
         loss = self.metrics[f"{stage}_loss"]
@@ -201,6 +203,7 @@ class Forecaster(SeqlitTask):
             observed = inside[batch.target_mask]  # (N,)
             coverage.update(observed.sum(), observed.numel())
             self.log(f"{stage}/coverage", coverage, on_epoch=True)
+        return predictions.detach()
 
 
 def _network_name(network: Any) -> str | None:

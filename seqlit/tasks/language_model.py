@@ -59,6 +59,7 @@ class LanguageModel(SeqlitTask):
     """
 
     monitor: ClassVar[tuple[str, str]] = ("val/bpc", "min")
+    figure_family: ClassVar[str | None] = "language_model"
     patience: ClassVar[int] = 6
     size_parameters: ClassVar[tuple[str, ...]] = ("network.hidden_size",)
     cell_parameters: ClassVar[tuple[str, ...]] = ("network.cell",)

@@ -26,6 +26,10 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from seqlit.errors import SettingError
 from seqlit.parts import factory_class, resolve
 
+# The learning rate's key in the loggers (LearningRateMonitor adds `/pg<N>` per parameter group), grouped
+# with the other training curves; without a name Lightning would write `lr-AdamW`.
+LR_METRIC = "train/lr"
+
 
 def adamw(lr: float, weight_decay: float = 0.01) -> dict[str, Any]:
     """The default optimizer spec: AdamW (decoupled weight decay) at `lr`."""
@@ -72,9 +76,9 @@ def configure_optimization(
     factory = resolve(lr_scheduler, "lr_scheduler")
     if takes_total_steps(factory):
         scheduler = factory(built, total_steps=max(1, int(total_steps)))
-        return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": LR_METRIC}}
     scheduler = factory(built)
-    config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
+    config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch", "name": LR_METRIC}
     if isinstance(scheduler, ReduceLROnPlateau):
         metric, mode = monitor
         metric = getattr(scheduler, "monitor", None) or metric  # Lightning's subclass names its own metric

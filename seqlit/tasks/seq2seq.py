@@ -64,6 +64,7 @@ class Seq2SeqModel(SeqlitTask):
     """
 
     monitor: ClassVar[tuple[str, str]] = ("val/wer", "min")
+    figure_family: ClassVar[str | None] = "seq2seq"
     patience: ClassVar[int] = 8
     size_parameters: ClassVar[tuple[str, ...]] = ("encoder.hidden_size", "decoder.hidden_size")
     cell_parameters: ClassVar[tuple[str, ...]] = ("encoder.cell", "decoder.cell")

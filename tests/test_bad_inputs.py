@@ -183,7 +183,6 @@ def _g2p_vocabulary_mismatch(tmp: Path) -> Callable[[], Any]:
 
 def _lm_tokenizer_mismatch(tmp: Path) -> Callable[[], Any]:
     """Resuming a language model on a corpus that gives another tokenizer (checked by the task, on load)."""
-    from seqlit.tasks.language_model import LanguageModel
 
     def build() -> None:
         old = language_model(_text(tmp / "old.txt", "the cat sat on the mat\n" * 30))().tokenizer_state

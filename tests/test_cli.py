@@ -262,7 +262,7 @@ def test_a_config_with_only_a_data_section_trains_the_data_modules_task(
     (["--trainer.max_epochs", "3"], None),  # no data named: jsonargparse says the model is required
 ])
 def test_the_default_model_comes_from_the_data_module(arguments: list[str], task: str | None) -> None:
-    from seqlit.cli.app import with_default_model
+    from seqlit.cli.arguments import with_default_model
 
     expected = ["fit", *arguments] if task is None else ["fit", "--model", task, *arguments]
     assert with_default_model(["fit", *arguments]) == expected
@@ -300,7 +300,7 @@ def test_an_unset_wandb_anonymous_is_not_passed_to_wandb(monkeypatch: pytest.Mon
 
     from lightning.pytorch.loggers import WandbLogger
 
-    from seqlit.cli.app import _drop_unset_wandb_anonymous
+    from seqlit.cli.trainer_setup import drop_unset_wandb_anonymous as _drop_unset_wandb_anonymous
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     unset, anonymous = WandbLogger(project="p", offline=True), WandbLogger(project="p", offline=True, anonymous=True)
@@ -353,7 +353,7 @@ def test_every_save_through_a_seqlit_trainer_says_weights_only() -> None:
     weights_only (False: the full, resumable state), so Lightning does not log that it was unset."""
     from types import SimpleNamespace
 
-    from seqlit.cli.app import _say_weights_only_on_every_save
+    from seqlit.cli.trainer_setup import say_weights_only_on_every_save as _say_weights_only_on_every_save
 
     calls: list[dict] = []
 

@@ -10,6 +10,7 @@ import pytest
 from seqlit import compare
 from seqlit.cli import main
 from seqlit.errors import SeqlitError
+from seqlit.tasks import SequenceClassifier
 from seqlit.cli import app
 from seqlit.types import SPECIAL_TOKENS
 from tests.builders import classifier, forecaster, language_model, seq2seq

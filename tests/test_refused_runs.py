@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from seqlit.cli import SeqlitCLI, main
-from seqlit.cli.app import remove_set_up_only_folders
+from seqlit.cli.trainer_setup import remove_set_up_only_folders
 from tests.test_bad_inputs import QUIET, REPO, labelled_frame, snapshot, write_csv
 
 TINY = ["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--data.init_args.dataset", "long_format",

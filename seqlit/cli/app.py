@@ -3,27 +3,23 @@ optimisers by `class_path`, and the subcommands `audit`, `doctor` and `compare` 
 
 from __future__ import annotations
 
-import functools
-import importlib
 import inspect
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from seqlit.audit import run_audit
 from seqlit.callbacks.prediction_writer import PredictionWriter
 from seqlit.cli import init
+from seqlit.cli.arguments import rewrite_shorthands, sets_model, with_default_model
 from seqlit.cli.checkpoints import (
     check_checkpoint_file,
     describe_model_mismatch,
@@ -32,6 +28,12 @@ from seqlit.cli.checkpoints import (
     settings_replaced_by_checkpoint,
 )
 from seqlit.cli.save_config import SaveConfigToLoggers
+from seqlit.cli.trainer_setup import (
+    drop_unset_wandb_anonymous,
+    remove_set_up_only_folders,
+    say_weights_only_on_every_save,
+    share_version_folder,
+)
 from seqlit.compare import add_compare_arguments, run_compare
 from seqlit.doctor import diagnose
 from seqlit.errors import CheckpointMismatchError, SeqlitError
@@ -68,9 +70,6 @@ SEQLIT_SUBCOMMANDS: dict[str, str] = {
     "compare": "Compare GRU/LSTM (uni/bidirectional) variants at a matched parameter count over several seeds.",
 }
 
-# `--optimizer X` / `--lr_scheduler X` (LightningCLI's spelling) set the task's own optimizer / schedule.
-_SHORTHAND = re.compile(r"^--(optimizer|lr_scheduler)(?=$|[.=])")
-
 
 def default_precision(accelerator: Any = None) -> str:
     """bf16 autocast on GPUs that support it (compute capability 8+), fp16 + loss scaling on older GPUs,
@@ -81,37 +80,6 @@ def default_precision(accelerator: Any = None) -> str:
     device = int(os.environ.get("LOCAL_RANK", 0)) % max(1, torch.cuda.device_count())
     major, _ = torch.cuda.get_device_capability(device)
     return "bf16-mixed" if major >= 8 else "16-mixed"
-
-
-def rewrite_shorthands(args: list[str]) -> list[str]:
-    """`--optimizer SGD --optimizer.lr 20` -> `--model.init_args.optimizer SGD --model.init_args.optimizer.lr 20`."""
-    return [_SHORTHAND.sub(r"--model.init_args.\1", arg) if isinstance(arg, str) else arg for arg in args]
-
-
-def with_default_model(args: list[str]) -> list[str]:
-    """`fit --config my.yaml` whose files and flags name a data module but no model class: `--model <the data
-    module's default_task>` is put right after the subcommand, so a config's own model settings still apply on
-    top. Anything else is returned unchanged (no data module named: jsonargparse's "model is required")."""
-    if not args or not isinstance(args[0], str) or args[0] not in SeqlitCLI.subcommands():
-        return args
-    data_class, model_named = None, False
-    for index, arg in enumerate(args[1:], start=1):
-        if not isinstance(arg, str):
-            continue
-        key, has_value, inline_value = arg.partition("=")
-        value = inline_value if has_value else (args[index + 1] if index + 1 < len(args) else None)
-        if key == "--config" and isinstance(value, str):
-            settings = _read_yaml(Path(value))
-            model_named = model_named or _names_class(settings.get("model"))
-            data = settings.get("data")
-            data_class = (data if isinstance(data, str) else data.get("class_path") if isinstance(data, dict)
-                          else None) or data_class
-        elif key in ("--model", "--model.class_path"):
-            model_named = True
-        elif key in ("--data", "--data.class_path") and isinstance(value, str):
-            data_class = value
-    task = None if model_named or data_class is None else _default_task(data_class)
-    return args if task is None else [args[0], "--model", task, *args[1:]]
 
 
 class SeqlitCLI(LightningCLI):
@@ -190,9 +158,8 @@ class SeqlitCLI(LightningCLI):
         if isinstance(args, (dict, Namespace)):
             self.config = parser.parse_object(args)
         else:
-            self.config = parser.parse_args(
-                with_default_model(rewrite_shorthands(sys.argv[1:] if args is None else list(args)))
-            )
+            argv = rewrite_shorthands(sys.argv[1:] if args is None else list(args))
+            self.config = parser.parse_args(with_default_model(argv, self.subcommands()))
         self._config_model = self._model_config()
         check_checkpoint_file(self._subconfig().get("ckpt_path"))
         refuse_checkpoint_of_another_model(self._checkpoint_file(), self._config_model)
@@ -212,9 +179,9 @@ class SeqlitCLI(LightningCLI):
         if trainer_config.get("precision") is None and "precision" not in kwargs:
             kwargs["precision"] = default_precision(trainer_config.get("accelerator"))
         trainer = super().instantiate_trainer(**kwargs)
-        _share_version_folder(trainer)
-        _drop_unset_wandb_anonymous(trainer)
-        _say_weights_only_on_every_save(trainer)
+        share_version_folder(trainer)
+        drop_unset_wandb_anonymous(trainer)
+        say_weights_only_on_every_save(trainer)
         return trainer
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
@@ -256,7 +223,7 @@ class SeqlitCLI(LightningCLI):
         """The name of the last --config file that sets the model (overlays such as a logger or cluster file
         do not name the run); without one, the task's name in snake case."""
         paths = [Path(str(path)) for path in (config.get("config") or []) if path is not None]
-        recipes = [path for path in paths if _sets_model(path)]
+        recipes = [path for path in paths if sets_model(path)]
         if recipes or paths:
             return (recipes or paths)[-1].stem
         model = self._model_config()
@@ -376,8 +343,9 @@ class SeqlitCLI(LightningCLI):
         (a SeqlitError before anything was logged) leaves no log folder behind."""
         new_folders: list[Path] = []
         if self.trainer.is_global_zero:  # the rank that writes the logs (and names the version folder)
-            log_dir = self.trainer.log_dir
-            new_folders = [p for p in (Path(log_dir), Path(log_dir).parent) if log_dir and not p.exists()]
+            log_dir = self.trainer.log_dir  # None without a logger
+            if log_dir:
+                new_folders = [path for path in (Path(log_dir), Path(log_dir).parent) if not path.exists()]
         try:
             try:
                 return run(**kwargs)
@@ -422,92 +390,9 @@ def _with_base_config(parser_kwargs: dict[str, Any] | None, run: bool) -> dict[s
     return kwargs
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """A config file's top-level settings; {} when it is missing or not a mapping (the parser reports those)."""
-    try:
-        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return settings if isinstance(settings, dict) else {}
-
-
-def _names_class(model: Any) -> bool:
-    return isinstance(model, str) or (isinstance(model, dict) and "class_path" in model)
-
-
-def _default_task(data_class: str) -> str | None:
-    """The `default_task` of a data module given by class path (or by its name, for seqlit's own)."""
-    for class_path in (data_class, f"seqlit.data.datamodules.{data_class}"):
-        module_name, _, class_name = class_path.rpartition(".")
-        try:
-            found = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError, ValueError):
-            continue
-        return getattr(found, "default_task", None)
-    return None
-
-
-def _sets_model(path: Path) -> bool:
-    try:
-        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(settings, dict) and "model" in settings
-
-
-def _share_version_folder(trainer: Trainer) -> None:
-    """TensorBoard writes into the CSV logger's `<name>/version_N` folder when both have the same root and
-    name, so one run has one folder (Lightning would number the two independently)."""
-    csv = next((logger for logger in trainer.loggers if isinstance(logger, CSVLogger)), None)
-    if csv is None:
-        return
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger) and logger._version is None:
-            if Path(logger.save_dir) == Path(csv.save_dir) and logger.name == csv.name:
-                logger._version = csv.version
-
-
-def remove_set_up_only_folders(folders: list[Path]) -> None:
-    """Removes log folders this run created that hold only what is written at set-up (config.yaml, hparams.yaml,
-    an empty TensorBoard event file, an empty checkpoints/ folder): a refused run is not a run."""
-    for folder in folders:
-        if folder.is_dir() and all(_set_up_file(path) for path in folder.rglob("*")):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _set_up_file(path: Path) -> bool:
-    if path.is_dir():
-        return True
-    return path.name in ("config.yaml", "hparams.yaml") or (
-        path.name.startswith("events.out.tfevents.") and path.stat().st_size < 1024
-    )
-
-
 def _weights_only(method: Any) -> dict[str, bool]:
     """`{"weights_only": True}` where Lightning's `method` takes it (Lightning >= 2.6), else nothing."""
     return {"weights_only": True} if "weights_only" in inspect.signature(method).parameters else {}
-
-
-def _drop_unset_wandb_anonymous(trainer: Trainer) -> None:
-    """Lightning's WandbLogger passes `anonymous=None` to `wandb.init` even when unset, and wandb >= 0.19 warns
-    ("The anonymous setting has no effect") for any value; an unset one is left out before the run starts."""
-    for logger in trainer.loggers:
-        init = getattr(logger, "_wandb_init", None)
-        if isinstance(init, dict) and init.get("anonymous") is None:
-            init.pop("anonymous", None)
-
-
-def _say_weights_only_on_every_save(trainer: Any) -> None:
-    """Lightning's SLURM requeue handler (`auto_requeue`, configs/cluster) saves with `trainer.save_checkpoint(path)`,
-    leaving weights_only unset, and Lightning then logs "`weights_only` was not set, defaulting to `False`". seqlit's
-    trainer says it on every save: the full, resumable state unless a caller asks for weights only. (A partial of a
-    module-level function, not a closure: a ddp_spawn launch pickles the trainer.)"""
-    trainer.save_checkpoint = functools.partial(_save_saying_weights_only, trainer, type(trainer).save_checkpoint)
-
-
-def _save_saying_weights_only(trainer: Any, save: Any, filepath: Any, weights_only: bool | None = False,
-                              storage_options: Any = None) -> None:
-    save(trainer, filepath, weights_only=bool(weights_only), storage_options=storage_options)
 
 
 def _short_description(method: Any) -> str:

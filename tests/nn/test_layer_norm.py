@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from seqlit.nn.dropout import WeightDrop
 from seqlit.nn.layer_norm import LayerNormGRU, LayerNormLSTM
 
 BATCH, STEPS, INPUT, HIDDEN = 3, 6, 4, 5

@@ -287,11 +287,12 @@ def test_fit_help_lists_seqlit_tasks_and_data_modules(capsys: pytest.CaptureFixt
         assert name in text, name
 
 
-def test_seqlit_help_lists_init(capsys: pytest.CaptureFixture[str]) -> None:
+def test_seqlit_help_lists_init_and_report(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
     assert out.startswith("usage: seqlit ") and "init" in out and "Inspect a data file" in out
+    assert "report" in out and "self-contained HTML page for a finished run" in out
 
 
 def test_an_unset_wandb_anonymous_is_not_passed_to_wandb(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,6 +63,8 @@ DATA_TO_MODEL_LINKS: tuple[tuple[str, str], ...] = (
     ("tokenizer_state", "tokenizer"),
 )
 
+REPORT_DESCRIPTION = "Write one self-contained HTML page for a finished run (seqlit report RUN_DIR)."
+
 # seqlit's own subcommands: name -> one-line description (shown by `seqlit --help`).
 SEQLIT_SUBCOMMANDS: dict[str, str] = {
     "audit": "Check a config's data splits for leakage and summarise them, without training.",
@@ -141,6 +143,9 @@ class SeqlitCLI(LightningCLI):
         # `seqlit init` is run by `seqlit.cli.main` before this parser exists; it is listed here for `seqlit --help`.
         subcommands_action.add_subcommand("init", LightningArgumentParser(description=init.DESCRIPTION),
                                           help=init.DESCRIPTION)
+        # `seqlit report RUN_DIR` too: it reads a finished run's folder (seqlit.report), listed here only.
+        subcommands_action.add_subcommand("report", LightningArgumentParser(description=REPORT_DESCRIPTION),
+                                          help=REPORT_DESCRIPTION)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # jsonargparse skips a link whose source or target the chosen classes lack.

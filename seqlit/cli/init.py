@@ -148,14 +148,20 @@ def inspect_forecasting(path: Path, *, horizon: int, id_column: str | None = Non
     )
 
 
+def _header(command: str, description: str, out: Path) -> str:
+    """The comment block at the top of a written config: how it was made and how to train it."""
+    return (
+        f"# Written by `{command}`:\n# {description}.\n"
+        f"# Train: seqlit fit --config {out}    (trainer, checkpoints, early stopping and loggers come from seqlit's\n"
+        f"# shared base; `seqlit fit --config {out} --print_config` shows everything)\n"
+    )
+
+
 def forecasting_config(summary: ForecastSummary, out: Path) -> str:
     """The config `seqlit init --task forecast` writes: every series split in time, the last horizon as test."""
     covariates = ", ".join(summary.covariate_columns)
-    return f"""\
-# Written by `seqlit init --data {summary.path} --task forecast --horizon {summary.horizon} --out {out}`:
-# {summary.describe()}.
-# Train: seqlit fit --config {out}    (trainer, checkpoints, early stopping and loggers come from seqlit's
-# shared base; `seqlit fit --config {out} --print_config` shows everything)
+    command = f"seqlit init --data {summary.path} --task forecast --horizon {summary.horizon} --out {out}"
+    return _header(command, summary.describe(), out) + f"""\
 model: seqlit.tasks.Forecaster
 data:
   class_path: seqlit.data.datamodules.ForecastingDataModule
@@ -176,11 +182,8 @@ def classification_config(summary: DataSummary, out: Path) -> str:
     split_reason = ("time restarts in every sequence: hold out whole sequences, per class" if summary.time_restarts
                     else "sequences share one time axis: validation and test come after training")
     features = ", ".join(summary.feature_columns)
-    return f"""\
-# Written by `seqlit init --data {summary.path} --task classify --out {out}`:
-# {summary.describe()}.
-# Train: seqlit fit --config {out}    (trainer, checkpoints, early stopping and loggers come from seqlit's
-# shared base; `seqlit fit --config {out} --print_config` shows everything)
+    command = f"seqlit init --data {summary.path} --task classify --out {out}"
+    return _header(command, summary.describe(), out) + f"""\
 model: seqlit.tasks.SequenceClassifier
 data:
   class_path: seqlit.data.datamodules.SequenceClassificationDataModule

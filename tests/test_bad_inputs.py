@@ -362,7 +362,7 @@ CATALOGUE: dict[str, BadInput] = {
     ),
     "corpus-too-short-to-split": BadInput(
         lambda tmp: language_model(_text(tmp / "tiny.txt", "a")),
-        DataError, r"the val split is empty \(1 characters.*add text or change the fractions",
+        DataError, r"the val split is empty \(\d+ characters.*add text or change the fractions",
     ),
     "corpus-not-utf8": BadInput(
         lambda tmp: language_model(_text(tmp / "latin1.txt", "caf\xe9 au lait\n".encode("latin-1"))),

@@ -151,8 +151,10 @@ class LanguageModelDataModule(SeqlitDataModule):
         documents = [_end_with_newline(_read_text_file(path)) for path in paths]
         empty = [path for path, text in zip(paths, documents) if not text.strip()]
         if empty:
-            option = "train_path/val_path/test_path" if self.split_paths else "paths"
-            raise DataError(f"these data.{option} files have no text: {empty}; give files with text.")
+            if self.split_paths:
+                raise DataError(f"these data.train_path/val_path/test_path files have no text: {empty}; give each "
+                                "split a file with text.")
+            raise DataError(f"these data.paths files have no text: {empty}; remove them from the list.")
         return documents
 
     @cached_property

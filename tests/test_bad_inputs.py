@@ -34,6 +34,9 @@ from tests.builders import language_model as build_language_model
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+# The JapaneseVowels recipe on a long-format CSV with a tiny encoder: a quick real run for CLI tests.
+TINY = ["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--data.init_args.dataset", "long_format",
+        "--model.init_args.encoder.init_args.hidden_size", "8", *QUIET]
 
 
 # ---- small valid inputs, spoiled one way per case ------------------------------------------------------------

@@ -10,10 +10,7 @@ import pandas as pd
 import pytest
 
 from seqlit.cli import SeqlitCLI, main
-from tests.test_bad_inputs import QUIET, REPO, labelled_frame, snapshot, write_csv
-
-TINY = ["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--data.init_args.dataset", "long_format",
-        "--model.init_args.encoder.init_args.hidden_size", "8", *QUIET]
+from tests.test_bad_inputs import TINY, labelled_frame, snapshot, write_csv
 
 
 def test_predict_file_with_other_feature_columns_is_refused(

@@ -9,10 +9,7 @@ import pytest
 
 from seqlit.cli import SeqlitCLI, main
 from seqlit.cli.trainer_setup import remove_set_up_only_folders
-from tests.test_bad_inputs import QUIET, REPO, labelled_frame, snapshot, write_csv
-
-TINY = ["--config", str(REPO / "configs/japanese_vowels_gru.yaml"), "--data.init_args.dataset", "long_format",
-        "--model.init_args.encoder.init_args.hidden_size", "8", *QUIET]
+from tests.test_bad_inputs import TINY, labelled_frame, snapshot, write_csv
 
 
 def test_a_run_refused_during_setup_leaves_no_empty_version_folder(

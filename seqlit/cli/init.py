@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,14 +94,22 @@ def main(args: list[str]) -> None:
     print(f"seqlit: train with `seqlit fit --config {out}`")
 
 
+def _read_with_columns(path: Path, given: dict[str, str | None]) -> tuple[Any, list[str]]:
+    """The file as a frame and its column names; a column named by a flag (`--id_column` ...) must be one of them."""
+    frame = read_table(path)
+    columns = [str(c) for c in frame.columns]
+    for flag, column in given.items():
+        if column is not None and column not in columns:
+            raise DataError(f"{path}: no column {column!r} ({flag}); the file has {columns}.")
+    return frame, columns
+
+
 def inspect_classification(path: Path, *, id_column: str | None = None, time_column: str | None = None,
                            label_column: str | None = None) -> DataSummary:
     """Finds the columns of a long-format classification file and summarises its sequences."""
-    frame = read_table(path)
-    columns = [str(c) for c in frame.columns]
-    for given, flag in ((id_column, "--id_column"), (time_column, "--time_column"), (label_column, "--label_column")):
-        if given is not None and given not in columns:
-            raise DataError(f"{path}: no column {given!r} ({flag}); the file has {columns}.")
+    frame, columns = _read_with_columns(
+        path, {"--id_column": id_column, "--time_column": time_column, "--label_column": label_column}
+    )
     time = _pick(columns, time_column, _TIME_NAMES, "time", "--time_column", path)
     sequence = _pick([c for c in columns if c != time], id_column, _ID_NAMES, "sequence id", "--id_column", path)
     others = [c for c in columns if c not in (time, sequence)]
@@ -131,11 +140,9 @@ def inspect_classification(path: Path, *, id_column: str | None = None, time_col
 def inspect_forecasting(path: Path, *, horizon: int, id_column: str | None = None, time_column: str | None = None,
                         target_column: str | None = None) -> ForecastSummary:
     """Finds the columns of a long-format forecasting panel and summarises its series."""
-    frame = read_table(path)
-    columns = [str(c) for c in frame.columns]
-    for given, flag in ((id_column, "--id_column"), (time_column, "--time_column"), (target_column, "--target_column")):
-        if given is not None and given not in columns:
-            raise DataError(f"{path}: no column {given!r} ({flag}); the file has {columns}.")
+    frame, columns = _read_with_columns(
+        path, {"--id_column": id_column, "--time_column": time_column, "--target_column": target_column}
+    )
     time = _pick(columns, time_column, _TIME_NAMES, "time", "--time_column", path)
     series = _pick([c for c in columns if c != time], id_column, _ID_NAMES, "series id", "--id_column", path)
     numeric = [c for c in columns if c not in (time, series) and _is_numeric(frame[c])]

@@ -279,8 +279,7 @@ class LanguageModelDataModule(SeqlitDataModule):
 
     def _prompt_texts(self) -> list[str]:
         if self.predict_path is not None:
-            require_data_file(Path(self.predict_path))
-            lines = Path(self.predict_path).read_text(encoding="utf-8-sig").splitlines()
+            lines = _read_text_file(self.predict_path).splitlines()
             return [line.replace("\\n", "\n") for line in lines]
         if self.prompts:
             return list(self.prompts)

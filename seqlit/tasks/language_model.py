@@ -73,7 +73,7 @@ class LanguageModel(SeqlitTask):
         },
         pretrained_embeddings: str | None = None,
         carry_state: bool = True,
-        optimizer: OptimizerCallable = adamw(3e-3),
+        optimizer: OptimizerCallable = adamw(1e-2),
         lr_scheduler: LRSchedulerCallable | None = warmup_cosine(0.02, 0.01),
         sample_length: int = 400,
         temperature: float = 0.8,

@@ -70,8 +70,10 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def restore_sigint():
-    # Lightning ignores SIGINT after a KeyboardInterrupt (it is about to exit); give pytest its Ctrl+C back.
-    previous = signal.getsignal(signal.SIGINT)
+    # A Ctrl+C-able process, even when the tests run as a background job (`make test &`, nohup): there SIGINT
+    # starts ignored and SafeCheckpointing rightly leaves it so. Lightning also ignores SIGINT after a
+    # KeyboardInterrupt (it is about to exit); afterwards pytest gets its own handler back.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
 
@@ -119,6 +121,19 @@ def test_ctrl_c_finishes_the_batch_saves_and_exits_1(
     assert torch.load(interrupted, weights_only=True)["global_step"] == SIGNAL_AT_STEP + 1
     assert "interrupted by SIGINT" in capsys.readouterr().err
     _assert_resume_matches(tmp_path, interrupted, uninterrupted)
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path: Path) -> None:
+    """A background job (`cmd &`, nohup) starts with SIGINT ignored: SafeCheckpointing does not take it over, so
+    a Ctrl+C meant for the shell neither stops nor checkpoints the run."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _, trainer = _fit(tmp_path, [_SendSignal(signal.SIGINT)])
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert trainer.global_step == EPOCHS * BATCHES_PER_EPOCH
+    assert not (tmp_path / "interrupted.ckpt").exists()
 
 
 def test_sigterm_after_the_batch_end_check_is_saved_when_lightning_raises(tmp_path: Path, uninterrupted) -> None:
@@ -219,6 +234,9 @@ from seqlit.callbacks.safe_checkpointing import SafeCheckpointing
 from seqlit.data.datamodules.base import LoaderSettings
 from seqlit.data.datamodules.classification import SequenceClassificationDataModule
 from tests.builders import classifier
+
+# Ctrl+C as at a terminal, also when the tests run as a background job, where SIGINT starts ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class CtrlCOnRankOne(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):

@@ -41,12 +41,12 @@ def test_the_default_learns_a_long_sequence_task_from_csv_files(tmp_path: Path, 
     test = _long_series_file(tmp_path / "test.csv", n_per_class=20, seed=1)
     cli = SeqlitCLI(args=[
         "fit", "--config", str(REPO / "configs/classify_csv.yaml"), "--data.train_path", str(train),
-        "--data.test_path", str(test), "--trainer.max_steps", "300", "--trainer.enable_progress_bar", "false",
+        "--data.test_path", str(test), "--trainer.max_steps", "150", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
     ])
     frontend = cli.model.frontend
     assert frontend is not None and frontend.stride >= 3  # the longest series (~900 steps) reaches the GRU as <= 400
-    assert cli.trainer.global_step == 300
+    assert cli.trainer.global_step == 150
     assert cli.test_results is not None
     accuracy = cli.test_results[0]["test/acc"]
     print(f"classify_csv on a synthetic 300-900-step task: test accuracy {accuracy:.3f} (chance 0.333)")

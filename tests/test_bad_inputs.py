@@ -510,7 +510,7 @@ CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "cell-unknown": (_cli_setting("japanese_vowels_gru.yaml", f"{ENCODER}.cell", "rnn"),
                      r"unknown cell 'rnn'; use one of \['gru', 'lstm'\]"),
     "pooling-not-a-choice": (_cli_setting("japanese_vowels_gru.yaml", "model.init_args.pooling", "max"),
-                             r"model\.init_args\.pooling must be one of 'last', 'mean', 'attention', got 'max'"),
+                             r"model\.init_args\.pooling must be one of 'last', 'mean', 'attention', 'mean_max', got 'max'"),
     "forecast-value-beyond-float32": (_cli_huge_forecast_value, r"'target' is 1e\+308 for entity 'e0' .*float32 range"),
     # -- data --------------------------------------------------------------------------------------------------
     "parquet-not-parquet": (_cli_not_parquet, r"not a readable Parquet file.*Fix:"),

@@ -50,6 +50,7 @@ DATA_TO_MODEL_LINKS: tuple[tuple[str, str], ...] = (
     ("n_features", "n_features"),
     ("n_classes", "n_classes"),
     ("classes", "class_names"),
+    ("longest_sequence", "longest_sequence"),  # classification: sizes a front-end's stride
     # Forecasting: horizon and season length come from the data.
     ("horizon", "horizon"),
     ("seasonality", "seasonality"),

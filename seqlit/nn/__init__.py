@@ -9,6 +9,7 @@ from seqlit.nn.decoders import AttentionDecoder
 from seqlit.nn.dropout import EmbeddingDropout, LockedDropout, WeightDrop
 from seqlit.nn.encoders import RNNEncoder
 from seqlit.nn.forecasting import BaselineForecaster, DirectForecaster, EncoderDecoderForecaster
+from seqlit.nn.frontend import ConvFrontend
 from seqlit.nn.heads import ClassificationHead
 from seqlit.nn.language_model import RecurrentLanguageModel
 from seqlit.nn.layer_norm import LayerNormGRU, LayerNormLSTM
@@ -20,6 +21,7 @@ __all__ = [
     "AttentionDecoder",
     "BaselineForecaster",
     "ClassificationHead",
+    "ConvFrontend",
     "DirectForecaster",
     "EmbeddingDropout",
     "EncoderDecoderForecaster",

@@ -10,23 +10,25 @@ from torch import Tensor, nn
 from seqlit.errors import SettingError
 from seqlit.nn.device import to_device_async
 
-PoolingType = Literal["last", "mean", "attention"]
+PoolingType = Literal["last", "mean", "attention", "mean_max"]
 
 
 class SequencePooling(nn.Module):
     """`last`: last valid step of the forward direction and first step of the backward one;
-    `mean`: mean over valid steps; `attention`: learned masked attention over steps.
+    `mean`: mean over valid steps; `attention`: learned masked attention over steps; `mean_max`: the mean and
+    the per-feature maximum over valid steps, side by side (twice as wide: see `output_size`).
 
     Every mode ignores padded steps, so pooling a sequence alone or in a padded batch agrees.
     """
 
     def __init__(self, mode: PoolingType, input_size: int, num_directions: int = 1) -> None:
         super().__init__()
-        if mode not in ("last", "mean", "attention"):
-            raise SettingError(f"unknown pooling {mode!r}; choose 'last', 'mean' or 'attention'.")
+        if mode not in ("last", "mean", "attention", "mean_max"):
+            raise SettingError(f"unknown pooling {mode!r}; choose 'last', 'mean', 'attention' or 'mean_max'.")
         if input_size % num_directions:
             raise ValueError(f"input_size {input_size} is not divisible by num_directions {num_directions}")
         self.mode = mode
+        self.output_size = 2 * input_size if mode == "mean_max" else input_size
         self.num_directions = num_directions
         self.attention = AttentionPooling(input_size) if mode == "attention" else None
 
@@ -34,6 +36,8 @@ class SequencePooling(nn.Module):
         """outputs (B, T, D*H), mask (B, T) bool, lengths (B,) -> (B, D*H)."""
         if self.mode == "mean":
             return masked_mean(outputs, mask)
+        if self.mode == "mean_max":
+            return torch.cat([masked_mean(outputs, mask), masked_max(outputs, mask)], dim=-1)  # (B, 2*D*H)
         if self.mode == "attention":
             assert self.attention is not None
             pooled, _ = self.attention(outputs, mask)
@@ -64,6 +68,13 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     weights = mask.unsqueeze(-1).to(values.dtype)  # (B, T, 1)
     total = (values * weights).sum(dim=1)  # (B, H)
     return total / weights.sum(dim=1).clamp_min(1.0)  # (B, H)
+
+
+def masked_max(values: Tensor, mask: Tensor) -> Tensor:
+    """Per-feature maximum over the valid steps of (B, T, H) `values`; a sequence with none gives zeros."""
+    lowest = torch.finfo(values.dtype).min
+    peak = values.masked_fill(~mask.unsqueeze(-1), lowest).amax(dim=1)  # (B, H)
+    return torch.where(mask.any(dim=1, keepdim=True), peak, torch.zeros_like(peak))  # (B, H)
 
 
 def last_valid_step(outputs: Tensor, lengths: Tensor, num_directions: int = 1) -> Tensor:

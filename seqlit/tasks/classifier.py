@@ -15,6 +15,7 @@ from seqlit.errors import SettingError, check_checkpoint_matches
 from seqlit.metrics.mean import MeanPerTarget
 from seqlit.nn.pooling import PoolingType, SequencePooling
 from seqlit.nn.protocol import check_recurrent_layer
+from seqlit.nn.series import instance_normalise, jitter_and_scale
 from seqlit.parts import build
 from seqlit.tasks.base import SeqlitTask
 from seqlit.tasks.optim import adamw, warmup_cosine
@@ -22,6 +23,8 @@ from seqlit.types import SeqBatch
 
 EncoderFactory = Callable[[int], nn.Module]  # input_size -> a recurrent layer (seqlit.nn.protocol)
 HeadFactory = Callable[[int, int], nn.Module]  # (input_size, n_classes) -> logits module
+# (input_size, longest training sequence) -> module: (inputs, lengths) -> (features, lengths), with `output_size`
+FrontendFactory = Callable[[int, int | None], nn.Module]
 
 
 class SequenceClassifier(SeqlitTask):
@@ -30,8 +33,11 @@ class SequenceClassifier(SeqlitTask):
     `n_features`, `n_classes` and `class_names` come from the data module through CLI argument
     linking. The parts are factories YAML names by `class_path`: `encoder` is built as
     `encoder(n_features)` (any recurrent layer, e.g. `seqlit.nn.RNNEncoder` with your own `cell`), `head`
-    as `head(encoder.output_size, n_classes)`. Defaults: a bidirectional GRU of 64, last-step pooling,
-    dropout 0.2 before the linear head, AdamW with 5% warmup and cosine decay.
+    as `head(pooled size, n_classes)`. Optional: a `frontend` before the encoder, built as
+    `frontend(n_features, longest_sequence)` (e.g. `seqlit.nn.ConvFrontend`, which shortens long series);
+    `instance_norm` (each series to zero mean, unit variance); training-time `jitter` and `scaling`
+    augmentation (`seqlit.nn.series`). Defaults: a bidirectional GRU of 64, last-step pooling, dropout 0.2
+    before the linear head, AdamW with 5% warmup and cosine decay, no front-end or augmentation.
     """
 
     figure_family: ClassVar[str | None] = "classification"
@@ -44,6 +50,9 @@ class SequenceClassifier(SeqlitTask):
         n_features: int,
         n_classes: int,
         class_names: list[str] | None = None,
+        longest_sequence: int | None = None,
+        frontend: FrontendFactory | None = None,
+        instance_norm: bool = False,
         encoder: EncoderFactory = {  # noqa: B006 - a plain-data spec, never mutated
             "class_path": "seqlit.nn.RNNEncoder",
             "init_args": {"hidden_size": 64, "cell": "gru", "bidirectional": True},
@@ -51,6 +60,8 @@ class SequenceClassifier(SeqlitTask):
         pooling: PoolingType = "last",
         head: HeadFactory = {"class_path": "seqlit.nn.ClassificationHead", "init_args": {"dropout": 0.2}},  # noqa: B006
         label_smoothing: float = 0.0,
+        jitter: float = 0.0,
+        scaling: float = 0.0,
         optimizer: OptimizerCallable = adamw(3e-3),
         lr_scheduler: LRSchedulerCallable | None = warmup_cosine(0.05, 0.01),
     ) -> None:
@@ -59,11 +70,16 @@ class SequenceClassifier(SeqlitTask):
             raise ValueError(f"class_names has {len(class_names)} names for n_classes={n_classes}")
         if not 0.0 <= label_smoothing < 1.0:
             raise SettingError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+        for name, value in (("jitter", jitter), ("scaling", scaling)):
+            if value < 0:
+                raise SettingError(f"model.{name} must be >= 0 (0 switches the augmentation off), got {value}.")
         self.save_plain_hyperparameters()
-        self.encoder = check_recurrent_layer(build(encoder, n_features, what="encoder"), "SequenceClassifier.encoder")
+        self.frontend = None if frontend is None else build(frontend, n_features, longest_sequence, what="frontend")
+        encoder_input = n_features if self.frontend is None else self.frontend.output_size
+        self.encoder = check_recurrent_layer(build(encoder, encoder_input, what="encoder"), "SequenceClassifier.encoder")
         directions = 2 if self.encoder.bidirectional else 1
         self.pooling = SequencePooling(pooling, self.encoder.output_size, directions)
-        self.head = build(head, self.encoder.output_size, n_classes, what="head")
+        self.head = build(head, self.pooling.output_size, n_classes, what="head")
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(n_classes, average="micro"),
@@ -77,12 +93,21 @@ class SequenceClassifier(SeqlitTask):
 
     def forward(self, inputs: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
         """inputs (B, T, F), lengths (B,), mask (B, T) -> logits (B, C)."""
+        if self.hparams.instance_norm:
+            inputs = instance_normalise(inputs, mask)  # (B, T, F)
+        if self.frontend is not None:
+            inputs, lengths = self.frontend(inputs, lengths)  # (B, T', C), (B,)
+            steps = torch.arange(inputs.shape[1], device=inputs.device)  # (T',)
+            mask = steps < lengths.to(inputs.device).unsqueeze(1)  # (B, T')
         outputs, _ = self.encoder(inputs, lengths)  # (B, T, D*H)
         pooled = self.pooling(outputs, mask, lengths)  # (B, D*H)
         return self.head(pooled)  # (B, C)
 
     def training_step(self, batch: SeqBatch, batch_idx: int) -> Tensor:
-        logits = self(batch.inputs, batch.lengths, batch.mask)  # (B, C)
+        inputs = batch.inputs  # (B, T, F)
+        if self.hparams.jitter > 0 or self.hparams.scaling > 0:
+            inputs = jitter_and_scale(inputs, batch.mask, self.hparams.jitter, self.hparams.scaling)
+        logits = self(inputs, batch.lengths, batch.mask)  # (B, C)
         summed = F.cross_entropy(
             logits, batch.targets, reduction="sum", label_smoothing=self.hparams.label_smoothing
         )

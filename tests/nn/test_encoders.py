@@ -140,7 +140,7 @@ def test_weight_drop_one_mask_per_forward_on_every_path(cell: str, layer_norm: b
     torch.testing.assert_close(encoder(inputs).outputs, undropped.eval()(inputs).outputs)
 
 
-@pytest.mark.parametrize("mode", ["last", "mean", "attention"])
+@pytest.mark.parametrize("mode", ["last", "mean", "attention", "mean_max"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_pooling_ignores_padding(mode: str, bidirectional: bool) -> None:
     encoder = RNNEncoder(3, 6, cell="lstm", bidirectional=bidirectional).eval()

@@ -20,7 +20,7 @@ def _encoder(cell: object, **init_args: object) -> dict:
     return {"class_path": "seqlit.nn.RNNEncoder", "init_args": {"cell": cell, "num_layers": 2, **init_args}}
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "attention"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "attention", "mean_max"])
 @pytest.mark.parametrize("cell", ["gru", "lstm", "tests.custom_cells.IndRNNCell"])
 def test_logits_do_not_depend_on_batch_padding(pooling: str, cell: str) -> None:
     torch.manual_seed(0)

@@ -102,6 +102,11 @@ class SequenceClassificationDataModule(SeqlitDataModule):
         return len(self.classes)
 
     @property
+    def longest_sequence(self) -> int:
+        """Steps in the longest training sequence (after `max_length`), for front-ends that size strides by it."""
+        return max(len(sequence) for sequence in self._splits["train"].sequences)
+
+    @property
     def classes(self) -> list[str]:
         """Class names, fitted on the training split only, in index order."""
         return _sorted_labels(self._splits["train"].labels)

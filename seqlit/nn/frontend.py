@@ -92,6 +92,11 @@ def _stride_for(longest_sequence: int | None, max_steps: int | None) -> int:
     return max(1, math.ceil(longest_sequence / max_steps))
 
 
+def step_mask(lengths: Tensor, steps: int) -> Tensor:
+    """(B,) lengths -> (B, steps) bool mask, True on valid steps (on the lengths' device)."""
+    return torch.arange(steps, device=lengths.device) < lengths.unsqueeze(1)
+
+
 def _step_mask(lengths: Tensor, steps: int, dtype: torch.dtype) -> Tensor:
-    """(B,) lengths -> (B, 1, steps) mask of `dtype`, 1 on valid steps."""
-    return (torch.arange(steps, device=lengths.device) < lengths.unsqueeze(1)).unsqueeze(1).to(dtype)
+    """(B,) lengths -> (B, 1, steps) mask of `dtype` to multiply (B, C, steps) features by."""
+    return step_mask(lengths, steps).unsqueeze(1).to(dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ class SequencePooling(nn.Module):
 
     def __init__(self, mode: PoolingType, input_size: int, num_directions: int = 1) -> None:
         super().__init__()
-        if mode not in ("last", "mean", "attention", "mean_max"):
+        if mode not in get_args(PoolingType):
             raise SettingError(f"unknown pooling {mode!r}; choose 'last', 'mean', 'attention' or 'mean_max'.")
         if input_size % num_directions:
             raise ValueError(f"input_size {input_size} is not divisible by num_directions {num_directions}")

@@ -25,13 +25,18 @@ def instance_normalise(values: Tensor, mask: Tensor, eps: float = 1e-5) -> Tenso
     return (values - mean) / (variance + eps).sqrt() * observed  # (B, T, F)
 
 
+def check_augmentation(**rates: float) -> None:
+    """Refuses a negative augmentation rate, naming the model option (`model.jitter`, `model.scaling`)."""
+    for name, value in rates.items():
+        if value < 0:
+            raise SettingError(f"model.{name} must be >= 0 (0 switches the augmentation off), got {value}.")
+
+
 def jitter_and_scale(values: Tensor, mask: Tensor, jitter: float, scaling: float) -> Tensor:
     """Training augmentation: Gaussian noise of std `jitter` on every valid step, and each series' features
     multiplied by 1 + N(0, scaling^2). Inputs are normalised (std about 1), so both are in units of the data's
-    spread. (B, T, F) -> (B, T, F), padding kept at zero."""
-    for name, value in (("jitter", jitter), ("scaling", scaling)):
-        if value < 0:
-            raise SettingError(f"augmentation {name} must be >= 0 (0 switches it off), got {value}.")
+    spread. (B, T, F) -> (B, T, F), padding kept at zero. The rates are checked once, by `check_augmentation`,
+    when the model is built, not on every training step."""
     observed = mask.unsqueeze(-1).to(values.dtype)  # (B, T, 1)
     if scaling > 0:
         factors = 1.0 + scaling * torch.randn(values.shape[0], 1, values.shape[2], device=values.device, dtype=values.dtype)

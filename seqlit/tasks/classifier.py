@@ -13,9 +13,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqlit.errors import SettingError, check_checkpoint_matches
 from seqlit.metrics.mean import MeanPerTarget
+from seqlit.nn.frontend import step_mask
 from seqlit.nn.pooling import PoolingType, SequencePooling
 from seqlit.nn.protocol import check_recurrent_layer
-from seqlit.nn.series import instance_normalise, jitter_and_scale
+from seqlit.nn.series import check_augmentation, instance_normalise, jitter_and_scale
 from seqlit.parts import build
 from seqlit.tasks.base import SeqlitTask
 from seqlit.tasks.optim import adamw, warmup_cosine
@@ -70,9 +71,7 @@ class SequenceClassifier(SeqlitTask):
             raise ValueError(f"class_names has {len(class_names)} names for n_classes={n_classes}")
         if not 0.0 <= label_smoothing < 1.0:
             raise SettingError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
-        for name, value in (("jitter", jitter), ("scaling", scaling)):
-            if value < 0:
-                raise SettingError(f"model.{name} must be >= 0 (0 switches the augmentation off), got {value}.")
+        check_augmentation(jitter=jitter, scaling=scaling)
         self.save_plain_hyperparameters()
         self.frontend = None if frontend is None else build(frontend, n_features, longest_sequence, what="frontend")
         encoder_input = n_features if self.frontend is None else self.frontend.output_size
@@ -96,9 +95,8 @@ class SequenceClassifier(SeqlitTask):
         if self.hparams.instance_norm:
             inputs = instance_normalise(inputs, mask)  # (B, T, F)
         if self.frontend is not None:
-            inputs, lengths = self.frontend(inputs, lengths)  # (B, T', C), (B,)
-            steps = torch.arange(inputs.shape[1], device=inputs.device)  # (T',)
-            mask = steps < lengths.to(inputs.device).unsqueeze(1)  # (B, T')
+            inputs, lengths = self.frontend(inputs, lengths)  # (B, T', C), (B,) on the inputs' device
+            mask = step_mask(lengths, inputs.shape[1])  # (B, T')
         outputs, _ = self.encoder(inputs, lengths)  # (B, T, D*H)
         pooled = self.pooling(outputs, mask, lengths)  # (B, D*H)
         return self.head(pooled)  # (B, C)

@@ -12,6 +12,7 @@ import pytest
 from seqlit.cli import main
 from seqlit.tasks.classifier import SequenceClassifier
 from tests.data.datamodules.test_classification import _series_csv
+from tests.recipe_data import own_file_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "configs").glob("*.yaml"))
@@ -39,7 +40,7 @@ def _audit(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[in
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)
 def test_every_config_passes_its_audit_with_a_summary(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _audit(["--config", str(config)], capsys)
+    code, out, err = _audit(["--config", str(config), *own_file_arguments(config, Path.cwd())], capsys)
     assert code == 0, err
     assert out.rstrip().splitlines()[-1].startswith("audit: passed")
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip().split()[:1] in

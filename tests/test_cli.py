@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from seqlit.cli import SeqlitCLI, main
+from tests.recipe_data import own_file_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (REPO / "configs").glob("*.yaml"))
@@ -22,7 +23,8 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda p: p.name)
 def test_every_config_runs_fast_dev_run(config: Path) -> None:
-    cli = SeqlitCLI(args=["fit", "--config", str(config), "--trainer.fast_dev_run", "true", *QUIET])
+    cli = SeqlitCLI(args=["fit", "--config", str(config), *own_file_arguments(config, Path.cwd()),
+                          "--trainer.fast_dev_run", "true", *QUIET])
     assert cli.test_results is not None
     assert {"test/acc", "test/wer", "test/bpc", "test/mase"} & set(cli.test_results[0])
 
